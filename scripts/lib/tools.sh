@@ -72,7 +72,7 @@ for spec in sys.argv[1:]:
 PY
 ) || return 1
   [ -z "$missing" ] && return 0
-  echo "== pip install $(echo $missing) ($(date -u +%FT%TZ))" >>"$TOOLS_LOG"
+  echo "== pip install ${missing//$'\n'/ } ($(date -u +%FT%TZ))" >>"$TOOLS_LOG"
   # shellcheck disable=SC2086 # one spec per word
   "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q $missing \
     >>"$TOOLS_LOG" 2>&1
