@@ -1,0 +1,66 @@
+{{/* The environment being rendered (env mode), failing on an unknown name. */}}
+{{- define "platform.envConfig" -}}
+{{- $cfg := get .Values.environments .Values.env -}}
+{{- if not $cfg -}}
+{{- fail (printf "env %q is not one of %s" .Values.env (keys .Values.environments | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* Labels and the sync-wave annotation of one Application.
+     dict: root, tier (infrastructure|services|routing), wave, component */}}
+{{- define "platform.appMeta" -}}
+namespace: {{ .root.Values.argocdNamespace }}
+labels:
+  app.kubernetes.io/part-of: microservices-platform
+  app.kubernetes.io/component: {{ .component }}
+  platform.microservices/env: {{ .root.Values.env }}
+  platform.microservices/tier: {{ .tier }}
+annotations:
+  argocd.argoproj.io/sync-wave: {{ .wave | quote }}
+finalizers:
+  - resources-finalizer.argocd.argoproj.io
+{{- end -}}
+
+{{/* destination + syncPolicy of one Application.
+     dict: root, namespace, serverSideApply (bool), respectIgnoreDifferences (bool) */}}
+{{- define "platform.destinationAndSync" -}}
+{{- $cfg := include "platform.envConfig" .root | fromYaml -}}
+destination:
+  name: {{ $cfg.cluster }}
+  namespace: {{ .namespace }}
+syncPolicy:
+  {{- if $cfg.autoSync }}
+  automated:
+    prune: true
+    selfHeal: true
+  {{- end }}
+  syncOptions:
+    - CreateNamespace=true
+    - PruneLast=true
+    {{- if .serverSideApply }}
+    - ServerSideApply=true
+    {{- end }}
+    {{- if .respectIgnoreDifferences }}
+    - RespectIgnoreDifferences=true
+    {{- end }}
+  {{- with get .root.Values.namespaceMetadata .namespace }}
+  managedNamespaceMetadata:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  retry:
+    {{- toYaml .root.Values.sync.retry | nindent 4 }}
+{{- end -}}
+
+{{/* An upstream chart source. dict: chart ({repo,name,version}), release, values */}}
+{{- define "platform.chartSource" -}}
+repoURL: {{ .chart.repo }}
+chart: {{ .chart.name }}
+targetRevision: {{ .chart.version | quote }}
+helm:
+  releaseName: {{ .release }}
+  {{- with .values }}
+  valuesObject:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
