@@ -26,3 +26,30 @@ check() {
 }
 
 checks_done() { exit $((CHECKS_FAILED > 0)); }
+
+# check_k8s_schemas KUBE_VERSION FILE...: one check per file against the core Kubernetes
+# schemas (needs `tools_pip kubernetes-validate==1.37.0`). Unknown fields fail (--strict); so does
+# "couldn't find schema" for a built-in group (a removed or misspelled apiVersion/kind), which
+# kubernetes-validate itself only warns about. Custom resources are left to the CRD checks.
+check_k8s_schemas() {
+  local kube=$1 out file reasons
+  shift
+  out=$(kubernetes-validate -k "$kube" --strict "$@" 2>&1)
+  for file in "$@"; do
+    reasons=$(printf '%s\n' "$out" | awk -v f="$file" '
+      index($0, " " f " ") == 0 { next }
+      /^ERROR/ { print; next }
+      /^WARN/ && /[Cc]ouldn.t find schema/ {
+        match($0, /api version [^ ]+/); av = substr($0, RSTART + 12, RLENGTH - 12)
+        group = (av ~ /\//) ? av : ""; sub(/\/.*/, "", group)
+        if (group == "" || group !~ /\./ || group ~ /\.k8s\.io$/) print
+      }')
+    if [ -n "$reasons" ]; then
+      not_ok "kubernetes schema ($kube): ${file#"$PWD"/}" "$reasons"
+    elif printf '%s\n' "$out" | grep -qF " $file "; then
+      ok "kubernetes schema ($kube): ${file#"$PWD"/}"
+    else
+      not_ok "kubernetes schema ($kube): ${file#"$PWD"/}" "kubernetes-validate said nothing about it:" "$out"
+    fi
+  done
+}
