@@ -371,13 +371,25 @@ def cmd_compose(path):
             errors.append(f"{service}/config/default.toml http.port {cfgd.get('port')} != {port}")
         report(f"compose: {service} port {port}, build args, settings", errors)
     errors = []
+    for name, s in sorted(cfg.get("services", {}).items()):
+        for v in s.get("volumes", []):
+            if v.get("type") == "bind" and not pathlib.Path(v["source"]).exists():
+                errors.append(f"{name}: mounts {v['source']}, which does not exist")
+        for dep, cond in (s.get("depends_on") or {}).items():
+            if cond.get("condition") == "service_healthy" and not cfg["services"].get(dep, {}).get("healthcheck"):
+                errors.append(f"{name} waits for {dep} to be healthy, but {dep} has no healthcheck")
+    report("compose: bind mounts exist, healthy-conditions have health checks", errors)
+    cargo = (REPO / "Cargo.toml").read_text(encoding="utf-8")
+    errors = []
+    if "[profile.dist]" not in cargo or "--profile dist" not in dockerfile:
+        errors.append("the Dockerfile must build with --profile dist, defined in Cargo.toml")
     if not re.search(r"^EXPOSE \$\{?PORT\}?\s*$", dockerfile, re.M):
         errors.append("Dockerfile must EXPOSE ${PORT} (the build arg compose and CI pass)")
     if not re.search(r"^USER 65532(:65532)?\s*$", dockerfile, re.M):
         errors.append("Dockerfile must run as USER 65532")
     if not re.search(r"^ENV CONFIG_DIR=/app/config\s*$", dockerfile, re.M):
         errors.append("Dockerfile must set CONFIG_DIR=/app/config")
-    report("dockerfile: EXPOSE ${PORT}, USER 65532, CONFIG_DIR", errors)
+    report("dockerfile: --profile dist, EXPOSE ${PORT}, USER 65532, CONFIG_DIR", errors)
 
 
 if __name__ == "__main__":
