@@ -1,0 +1,53 @@
+//! Database connections: SQLite files for local runs, PostgreSQL in production.
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use secrecy::ExposeSecret;
+
+use crate::settings::DatabaseSettings;
+
+/// Connects, creating the folder of a SQLite file first. The error names the setting.
+pub async fn connect(
+    settings: &DatabaseSettings,
+    prefix: &str,
+) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.url.expose_secret();
+    if url.is_empty() {
+        anyhow::bail!("invalid configuration: {prefix}__DATABASE__URL is empty");
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let file = path.split('?').next().unwrap_or_default();
+        if let Some(dir) = std::path::Path::new(file)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "{prefix}__DATABASE__URL: cannot create {}: {e}",
+                    dir.display()
+                )
+            })?;
+        }
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout())
+        .connect_timeout(settings.acquire_timeout())
+        .sqlx_logging(false);
+    Database::connect(options).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{prefix}__DATABASE__URL: cannot connect to the database: {}",
+            redact(&e.to_string())
+        )
+    })
+}
+
+/// Error texts can echo the URL; never print a password.
+fn redact(text: &str) -> String {
+    match (text.find("://"), text.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &text[..scheme], &text[at..])
+        }
+        _ => text.to_owned(),
+    }
+}

@@ -1,0 +1,396 @@
+//! The event contract (CloudEvents 1.0 JSON on NATS JetStream) and the transactional outbox.
+//!
+//! A service writes its event into the `outbox` table in the same database transaction as the
+//! change ([`enqueue`]); the [`OutboxRelay`] publishes pending rows with `Nats-Msg-Id` = event
+//! id, so a re-publish after a crash is dropped by JetStream's duplicate window, and marks them
+//! published. While NATS is away rows simply wait.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use rust_decimal::Decimal;
+use sea_orm::sea_query::{LockBehavior, LockType};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::metrics::Registry;
+use crate::settings::NatsSettings;
+use crate::telemetry;
+
+pub const SPEC_VERSION: &str = "1.0";
+
+/// The CloudEvents 1.0 JSON envelope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CloudEvent<T> {
+    pub specversion: String,
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub source: String,
+    pub time: DateTime<Utc>,
+    pub datacontenttype: String,
+    pub data: T,
+}
+
+/// One kind of event: its subject (without the configured prefix) and CloudEvents type.
+pub trait Event: Serialize + DeserializeOwned {
+    const SUBJECT: &'static str;
+    const TYPE: &'static str;
+}
+
+macro_rules! event {
+    ($name:ident, $subject:literal, { $($(#[$meta:meta])* pub $field:ident : $ty:ty),* $(,)? }) => {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct $name { $($(#[$meta])* pub $field: $ty),* }
+        impl Event for $name {
+            const SUBJECT: &'static str = $subject;
+            const TYPE: &'static str = concat!($subject, ".v1");
+        }
+    };
+}
+
+event!(UserRegistered, "users.registered", { pub user_id: Uuid, pub name: String, pub email: String });
+event!(UserUpdated, "users.updated", { pub user_id: Uuid, pub name: String, pub email: String });
+event!(UserDeleted, "users.deleted", { pub user_id: Uuid });
+event!(OrderCreated, "orders.created", {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub items: Vec<OrderItem>,
+    /// Money travels as a decimal string ("89.97"): exact, whatever the consumer's language.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total_amount: Decimal,
+    pub shipping_address: String,
+});
+event!(OrderStatusChanged, "orders.status_changed", {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub from: String,
+    pub to: String,
+});
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderItem {
+    pub product_id: String,
+    pub quantity: u32,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub price: Decimal,
+}
+
+/// Subjects of the `EVENTS` stream, before the configured prefix.
+pub const STREAM_SUBJECTS: [&str; 2] = ["users.>", "orders.>"];
+
+pub mod outbox {
+    //! The `outbox` table: one row per event not yet known to be published.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        /// The event id (UUIDv7, so ids sort by creation).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub subject: String,
+        /// The CloudEvent, serialised.
+        #[sea_orm(column_type = "Text")]
+        pub payload: String,
+        /// Trace context of the change, as JSON object of W3C headers.
+        #[sea_orm(column_type = "Text")]
+        pub headers: String,
+        pub created_at: DateTimeUtc,
+        pub published_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod migration {
+    //! Creates the `outbox` table; every service lists it in its migrator.
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct CreateOutbox;
+
+    impl MigrationName for CreateOutbox {
+        fn name(&self) -> &str {
+            "m20261122_000000_create_outbox"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum Outbox {
+        Table,
+        Id,
+        Subject,
+        Payload,
+        Headers,
+        CreatedAt,
+        PublishedAt,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for CreateOutbox {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Outbox::Table)
+                        .if_not_exists()
+                        .col(pk_uuid(Outbox::Id))
+                        .col(string(Outbox::Subject))
+                        .col(text(Outbox::Payload))
+                        .col(text(Outbox::Headers))
+                        .col(timestamp_with_time_zone(Outbox::CreatedAt))
+                        .col(timestamp_with_time_zone_null(Outbox::PublishedAt))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("idx_outbox_pending")
+                        .table(Outbox::Table)
+                        .col(Outbox::PublishedAt)
+                        .col(Outbox::Id)
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table(Outbox::Table).to_owned())
+                .await
+        }
+    }
+}
+
+/// Writes `data` as a pending event inside the caller's transaction; returns the event id.
+/// The current span's trace context goes with it, so the trace continues in the consumer.
+pub async fn enqueue<E: Event>(
+    txn: &impl ConnectionTrait,
+    nats: &NatsSettings,
+    source: &str,
+    data: &E,
+) -> Result<Uuid, sea_orm::DbErr> {
+    let id = Uuid::now_v7();
+    let now = Utc::now();
+    let event = CloudEvent {
+        specversion: SPEC_VERSION.into(),
+        id,
+        event_type: E::TYPE.into(),
+        source: source.into(),
+        time: now,
+        datacontenttype: "application/json".into(),
+        data,
+    };
+    let row = outbox::ActiveModel {
+        id: Set(id),
+        subject: Set(nats.subject(E::SUBJECT)),
+        payload: Set(
+            serde_json::to_string(&event).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
+        ),
+        headers: Set(serde_json::to_string(&telemetry::current_context_headers())
+            .unwrap_or_else(|_| "{}".into())),
+        created_at: Set(now),
+        published_at: Set(None),
+    };
+    outbox::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(id)
+}
+
+/// `outbox_pending`, `outbox_published_total`, `outbox_publish_failures_total`.
+#[derive(Clone, Default)]
+pub struct OutboxMetrics {
+    pending: Gauge,
+    published: Counter,
+    failures: Counter,
+}
+
+impl OutboxMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "outbox_pending",
+            "Events written but not yet published",
+            metrics.pending.clone(),
+        );
+        registry.register(
+            "outbox_published",
+            "Events published to JetStream",
+            metrics.published.clone(),
+        );
+        registry.register(
+            "outbox_publish_failures",
+            "Failed attempts to publish a batch",
+            metrics.failures.clone(),
+        );
+        metrics
+    }
+}
+
+/// Wakes the relay right after a commit, so events leave within milliseconds, not at the next
+/// poll.
+#[derive(Clone, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Creates the stream, or updates its subjects, so every service can start first.
+pub async fn ensure_stream(
+    js: &async_nats::jetstream::Context,
+    nats: &NatsSettings,
+) -> anyhow::Result<()> {
+    let config = async_nats::jetstream::stream::Config {
+        name: nats.stream.clone(),
+        subjects: STREAM_SUBJECTS.iter().map(|s| nats.subject(s)).collect(),
+        storage: async_nats::jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    js.create_or_update_stream(config).await?;
+    Ok(())
+}
+
+pub struct OutboxRelay {
+    pub db: DatabaseConnection,
+    pub nats: async_nats::Client,
+    pub settings: NatsSettings,
+    pub metrics: OutboxMetrics,
+    pub signal: OutboxSignal,
+}
+
+const BATCH: u64 = 256;
+const POLL: Duration = Duration::from_secs(1);
+const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl OutboxRelay {
+    /// Publishes until `shutdown` fires; a batch in flight is finished first so nothing is
+    /// published without being marked.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let js = async_nats::jetstream::new(self.nats.clone());
+        let mut stream_ready = false;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let outcome = async {
+                if !stream_ready {
+                    ensure_stream(&js, &self.settings).await?;
+                    stream_ready = true;
+                }
+                self.publish_batch(&js).await
+            }
+            .await;
+            let wait = match outcome {
+                Ok(n) if n as u64 == BATCH => Duration::ZERO,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    POLL
+                }
+                Err(e) => {
+                    self.metrics.failures.inc();
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox publish failed");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    wait
+                }
+            };
+            if let Ok(pending) = outbox::Entity::find()
+                .filter(outbox::Column::PublishedAt.is_null())
+                .count(&self.db)
+                .await
+            {
+                self.metrics.pending.set(pending as i64);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.signal.0.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Publishes up to one batch; returns how many rows it published.
+    pub async fn publish_batch(
+        &self,
+        js: &async_nats::jetstream::Context,
+    ) -> anyhow::Result<usize> {
+        let txn = self.db.begin().await?;
+        let mut query = outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .order_by_asc(outbox::Column::Id)
+            .limit(BATCH);
+        if txn.get_database_backend() == DatabaseBackend::Postgres {
+            // Several replicas share the table: each takes rows the others are not publishing.
+            query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = query.all(&txn).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut acks = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let trace: HashMap<String, String> =
+                serde_json::from_str(&row.headers).unwrap_or_default();
+            let span = tracing::info_span!(
+                "outbox publish",
+                otel.kind = "producer",
+                messaging.system = "nats",
+                messaging.destination.name = %row.subject,
+                messaging.message.id = %row.id,
+                trace_id = tracing::field::Empty,
+            );
+            telemetry::continue_trace(&span, trace.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let headers = span.in_scope(|| {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", row.id.to_string().as_str());
+                headers.insert("Content-Type", "application/cloudevents+json");
+                for (k, v) in telemetry::current_context_headers() {
+                    headers.insert(k.as_str(), v.as_str());
+                }
+                headers
+            });
+            let ack = js
+                .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
+                .instrument(span)
+                .await?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            tokio::time::timeout(ACK_TIMEOUT, ack)
+                .await
+                .map_err(|_| anyhow::anyhow!("JetStream ack timed out"))??;
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        outbox::Entity::update_many()
+            .col_expr(
+                outbox::Column::PublishedAt,
+                sea_orm::sea_query::Expr::value(Utc::now()),
+            )
+            .filter(outbox::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        self.metrics.published.inc_by(rows.len() as u64);
+        Ok(rows.len())
+    }
+}

@@ -1,0 +1,273 @@
+//! What every service's HTTP surface has in common: error bodies in the service's own shape,
+//! JSON/query/path rejections as 4xx (never 5xx), the 404 fallback, `/health`, `/ready`,
+//! `/metrics` and `/openapi.json`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use sea_orm::DatabaseConnection;
+use serde_json::json;
+
+use crate::metrics::{Registry, metrics_endpoint};
+
+/// The JSON error body a service answers with; the original services differed, and clients
+/// depend on each one.
+pub trait ErrorStyle: 'static {
+    /// Status for a body that is JSON but not the expected shape.
+    const INVALID_BODY: StatusCode;
+    fn body(status: StatusCode, message: &str) -> serde_json::Value;
+}
+
+/// Express/Gin style: `{"success": false, "error": "…"}` (user and notification services).
+pub struct Envelope;
+
+impl ErrorStyle for Envelope {
+    const INVALID_BODY: StatusCode = StatusCode::BAD_REQUEST;
+    fn body(_: StatusCode, message: &str) -> serde_json::Value {
+        json!({ "success": false, "error": message })
+    }
+}
+
+/// FastAPI style: `{"detail": "…"}`, and for 422 a list of `{loc, msg, type}` (order-service).
+pub struct Detail;
+
+impl ErrorStyle for Detail {
+    const INVALID_BODY: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+    fn body(status: StatusCode, message: &str) -> serde_json::Value {
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            json!({ "detail": [{ "loc": ["body"], "msg": message, "type": "value_error" }] })
+        } else {
+            json!({ "detail": message })
+        }
+    }
+}
+
+/// An error answered in the style `S`. The message is shown to the client, so it never
+/// carries internal details.
+pub struct ApiError<S> {
+    pub status: StatusCode,
+    pub message: String,
+    style: PhantomData<fn() -> S>,
+}
+
+impl<S: ErrorStyle> ApiError<S> {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            style: PhantomData,
+        }
+    }
+}
+
+impl<S> fmt::Debug for ApiError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl<S> fmt::Display for ApiError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<S: ErrorStyle> ResponseError for ApiError<S> {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(S::body(self.status, &self.message))
+    }
+}
+
+fn json_rejection<S: ErrorStyle>(error: JsonPayloadError) -> ApiError<S> {
+    match &error {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {limit} bytes"),
+        ),
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::new(S::INVALID_BODY, format!("Invalid request body: {e}"))
+        }
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("Malformed JSON: {e}"))
+        }
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Unreadable request body: {error}"),
+        ),
+    }
+}
+
+/// Registers the extractor configurations, the ops endpoints and the JSON 404 fallback.
+pub fn configure<S: ErrorStyle>(cfg: &mut web::ServiceConfig, ops: &Ops) {
+    let max_body = ops.max_body_bytes;
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body)
+            .error_handler(|e, _| json_rejection::<S>(e).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(max_body))
+    .app_data(
+        web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
+            ApiError::<S>::new(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid query string: {e}"),
+            )
+            .into()
+        }),
+    )
+    .app_data(web::PathConfig::default().error_handler(|e: PathError, _| {
+        ApiError::<S>::new(
+            StatusCode::NOT_FOUND,
+            format!("Invalid path parameter: {e}"),
+        )
+        .into()
+    }))
+    .app_data(web::Data::new(ops.clone()))
+    .app_data(web::Data::new(ops.registry.clone()))
+    .route("/health", web::get().to(health))
+    .route("/ready", web::get().to(ready))
+    .route("/metrics", web::get().to(metrics_endpoint))
+    .route("/openapi.json", web::get().to(openapi))
+    .default_service(web::to(not_found::<S>));
+}
+
+async fn not_found<S: ErrorStyle>(request: HttpRequest) -> Result<HttpResponse, ApiError<S>> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("Route {} {} not found", request.method(), request.path()),
+    ))
+}
+
+/// What the ops endpoints need to know about their service.
+#[derive(Clone)]
+pub struct Ops {
+    pub service: &'static str,
+    pub version: &'static str,
+    pub started: Instant,
+    pub db: DatabaseConnection,
+    pub nats: async_nats::Client,
+    pub registry: Arc<Registry>,
+    pub openapi: Arc<String>,
+    pub max_body_bytes: usize,
+}
+
+async fn health(ops: web::Data<Ops>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "healthy",
+        "service": ops.service,
+        "version": ops.version,
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "uptime_seconds": ops.started.elapsed().as_secs(),
+    }))
+}
+
+/// 200 only while the database answers and NATS is connected; otherwise 503 naming what failed.
+async fn ready(ops: web::Data<Ops>) -> HttpResponse {
+    let database = matches!(
+        tokio::time::timeout(Duration::from_secs(2), ops.db.ping()).await,
+        Ok(Ok(()))
+    );
+    let nats = ops.nats.connection_state() == async_nats::connection::State::Connected;
+    let state = |up: bool| if up { "up" } else { "down" };
+    if database && nats {
+        HttpResponse::Ok().json(json!({ "status": "ready", "service": ops.service }))
+    } else {
+        let failed: Vec<&str> = [("database", database), ("nats", nats)]
+            .into_iter()
+            .filter_map(|(name, up)| (!up).then_some(name))
+            .collect();
+        HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable",
+            "service": ops.service,
+            "error": format!("{} unreachable", failed.join(" and ")),
+            "checks": { "database": state(database), "nats": state(nats) },
+        }))
+    }
+}
+
+async fn openapi(ops: web::Data<Ops>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(ops.openapi.as_str().to_owned())
+}
+
+/// `?limit=&offset=` for every list; the limit is clamped to [`Page::MAX_LIMIT`].
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// How many items to return (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u64>,
+    /// How many items to skip.
+    #[param(minimum = 0)]
+    pub offset: Option<u64>,
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: u64 = 50;
+    pub const MAX_LIMIT: u64 = 200;
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+            .unwrap_or(Self::DEFAULT_LIMIT)
+            .clamp(1, Self::MAX_LIMIT)
+    }
+    pub fn offset(&self) -> u64 {
+        self.offset.unwrap_or(0)
+    }
+}
+
+/// Header carrying the total size of a paginated list.
+pub const TOTAL_COUNT: &str = "X-Total-Count";
+
+/// Database failures: an exhausted or unreachable pool is a 503 the client may retry; anything
+/// else is a 500. Either way the details go to the log (with the trace id), not to the client.
+impl<S: ErrorStyle> From<sea_orm::DbErr> for ApiError<S> {
+    fn from(error: sea_orm::DbErr) -> Self {
+        let unavailable = matches!(
+            error,
+            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)
+        ) || {
+            let text = error.to_string();
+            [
+                "pool timed out",
+                "error communicating with database",
+                "Connection refused",
+                "connection closed",
+            ]
+            .iter()
+            .any(|needle| text.contains(needle))
+        };
+        if unavailable {
+            tracing::warn!(error = %error, "database unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Database temporarily unavailable",
+            )
+        } else {
+            tracing::error!(error = %error, "database error");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        }
+    }
+}
+
+/// Whether a database error is a unique-constraint violation (a duplicate).
+pub fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

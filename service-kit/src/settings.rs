@@ -1,0 +1,180 @@
+//! Configuration shared by every service: defaults in code, then `$CONFIG_DIR/default.toml`,
+//! then `$CONFIG_DIR/$APP_ENV.toml`, then `<SERVICE>__SECTION__KEY` environment variables.
+//!
+//! Each service declares its own settings struct (with `#[serde(deny_unknown_fields)]`, so a
+//! misspelled key is an error too) and embeds the sections below.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Reads the settings of the service whose environment prefix is `prefix` (e.g. `USER_SERVICE`).
+///
+/// The error names the offending key, e.g. `invalid type: string "abc", expected u16 for key
+/// "http.port" in USER_SERVICE__HTTP__PORT`.
+pub fn load<T: DeserializeOwned>(prefix: &str) -> Result<T, SettingsError> {
+    let dir = std::env::var("CONFIG_DIR").unwrap_or_else(|_| "config".into());
+    let env = std::env::var("APP_ENV").unwrap_or_else(|_| "local".into());
+    let source = config::Config::builder()
+        .add_source(config::File::with_name(&format!("{dir}/default")).required(false))
+        .add_source(config::File::with_name(&format!("{dir}/{env}")).required(false))
+        .add_source(
+            config::Environment::with_prefix(prefix)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(|e| SettingsError(e.to_string()))?;
+    source
+        .try_deserialize()
+        .map_err(|e| SettingsError(format!("{e} (environment prefix {prefix}__)")))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(String);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub host: String,
+    pub port: u16,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run on after SIGTERM.
+    pub shutdown_timeout_seconds: u64,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl HttpSettings {
+    pub fn with_port(port: u16) -> Self {
+        Self {
+            port,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 0,
+            max_body_bytes: 64 * 1024,
+            shutdown_timeout_seconds: 10,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`.
+    pub url: SecretString,
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before failing with 503.
+    pub acquire_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    pub fn sqlite_file(service: &str) -> Self {
+        Self {
+            url: format!("sqlite://data/{service}.db?mode=rwc").into(),
+            ..Self::default()
+        }
+    }
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new().into(),
+            max_connections: 16,
+            acquire_timeout_ms: 3000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSettings {
+    pub url: String,
+    /// The JetStream stream holding every platform event.
+    pub stream: String,
+    /// Prepended to every subject; lets tests (or several platforms) share one NATS server.
+    pub subject_prefix: String,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "EVENTS".into(),
+            subject_prefix: String::new(),
+        }
+    }
+}
+
+impl NatsSettings {
+    pub fn subject(&self, name: &str) -> String {
+        format!("{}{name}", self.subject_prefix)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+/// How a service checks the bearer tokens user-service issues.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Turning this off makes every caller an admin: only for explicit local experiments.
+    pub enabled: bool,
+    pub issuer: String,
+    pub audience: String,
+    /// Where the public keys are fetched (order and notification services).
+    pub jwks_url: String,
+    /// How long fetched keys are trusted before they are fetched again.
+    pub jwks_refresh_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            issuer: "user-service".into(),
+            audience: "microservices-platform".into(),
+            jwks_url: "http://127.0.0.1:3001/.well-known/jwks.json".into(),
+            jwks_refresh_seconds: 300,
+        }
+    }
+}

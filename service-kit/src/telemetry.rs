@@ -1,0 +1,155 @@
+//! Logs, traces and W3C trace-context propagation.
+//!
+//! Logs are JSON lines whose span list carries the `trace_id` of the request or event being
+//! handled. A tracer provider is always installed, so trace ids exist and propagate (HTTP in,
+//! reqwest out, NATS headers both ways) even when nothing is exported; spans are exported over
+//! OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Sampling follows the standard
+//! `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG` variables (parent-based, always on by default).
+
+use std::collections::HashMap;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::settings::{LogFormat, LogSettings};
+
+/// Flushes buffered spans when the service stops.
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl TelemetryGuard {
+    pub fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown() {
+            eprintln!("flushing traces failed: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber and tracer. Call once, inside the Tokio runtime (the OTLP
+/// exporter spawns its connection there).
+pub fn init(service: &'static str, log: &LogSettings) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service);
+    }
+    let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
+    if let Ok(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|e| {
+                anyhow::anyhow!("invalid configuration: OTEL_EXPORTER_OTLP_ENDPOINT: {e}")
+            })?;
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    let tracer = provider.tracer(service);
+
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) => EnvFilter::try_new(directives),
+        // sqlx logs every statement at INFO otherwise.
+        Err(_) => EnvFilter::try_new(format!(
+            "{},sqlx=warn,sea_orm=warn,h2=warn,tower=warn",
+            log.level
+        )),
+    }
+    .map_err(|e| anyhow::anyhow!("invalid configuration: log.level: {e}"))?;
+
+    let fmt = match log.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("telemetry already initialised: {e}"))?;
+    Ok(TelemetryGuard { provider })
+}
+
+/// The current span's trace context as W3C headers (`traceparent`, `tracestate`).
+pub fn current_context_headers() -> HashMap<String, String> {
+    let mut headers = HashMap::new();
+    TraceContextPropagator::new().inject_context(&Span::current().context(), &mut headers);
+    headers
+}
+
+/// Makes `span` a child of the remote context in `headers` (a `traceparent` header), and
+/// records its trace id for the logs.
+pub fn continue_trace<'a>(span: &Span, headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    let carrier: HashMap<String, String> = headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    let parent = TraceContextPropagator::new().extract(&carrier);
+    if parent.span().span_context().is_valid() {
+        // Fails only when no OpenTelemetry layer is installed (unit tests): nothing to link.
+        let _ = span.set_parent(parent);
+    }
+    record_trace_id(span);
+}
+
+/// Puts the span's trace id into its `trace_id` field so log lines can be joined to traces.
+pub fn record_trace_id(span: &Span) {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", tracing::field::display(span_context.trace_id()));
+    }
+}
+
+/// The trace id of the current span, if any (hex), for tests and error logs.
+pub fn current_trace_id() -> Option<String> {
+    let context = Span::current().context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// Adds the current trace context to an outgoing reqwest call.
+pub fn inject_into_reqwest(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    current_context_headers()
+        .into_iter()
+        .fold(request, |request, (k, v)| request.header(k, v))
+}
+
+/// Root spans of actix-web requests, children of the caller's `traceparent` when one is sent.
+pub struct HttpRootSpan;
+
+impl tracing_actix_web::RootSpanBuilder for HttpRootSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> Span {
+        let span = tracing_actix_web::root_span!(request);
+        let headers = request
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
+        continue_trace(&span, headers);
+        span
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}

@@ -1,0 +1,155 @@
+//! Parsing at the edge: once a value is an [`Email`], a [`UserName`] or a [`Password`] it is
+//! valid, so handlers never re-check.
+
+use std::fmt;
+
+/// A syntactically valid address, lower-cased (addresses are unique case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let email = raw.trim().to_lowercase();
+        let valid = email.len() <= 254
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && local.len() <= 64
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains("..")
+                    && domain
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                    && !local
+                        .chars()
+                        .any(|c| c.is_whitespace() || c == '@' || c.is_control())
+            });
+        if valid {
+            Ok(Self(email))
+        } else {
+            Err(format!("Invalid email address: {raw}"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    pub const MAX_CHARS: usize = 100;
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        if name.is_empty() {
+            Err("Name must not be empty".into())
+        } else if name.chars().count() > Self::MAX_CHARS {
+            Err(format!(
+                "Name must be at most {} characters",
+                Self::MAX_CHARS
+            ))
+        } else if name.chars().any(char::is_control) {
+            Err("Name must not contain control characters".into())
+        } else {
+            Ok(Self(name.to_owned()))
+        }
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A password acceptable to store (as an argon2 hash, never as itself).
+pub struct Password(String);
+
+impl Password {
+    pub const MIN_CHARS: usize = 8;
+    /// argon2 accepts long input, but hashing megabytes on request is a denial of service.
+    pub const MAX_BYTES: usize = 1024;
+    pub fn parse(raw: String) -> Result<Self, String> {
+        if raw.chars().count() < Self::MIN_CHARS {
+            Err(format!(
+                "Password must be at least {} characters",
+                Self::MIN_CHARS
+            ))
+        } else if raw.len() > Self::MAX_BYTES {
+            Err(format!(
+                "Password must be at most {} bytes",
+                Self::MAX_BYTES
+            ))
+        } else {
+            Ok(Self(raw))
+        }
+    }
+
+    pub fn hash(&self) -> anyhow::Result<String> {
+        use argon2::PasswordHasher;
+        Ok(argon2::Argon2::default()
+            .hash_password(self.0.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .to_string())
+    }
+}
+
+/// Compares `candidate` with a stored hash in constant time.
+pub fn verify_password(candidate: &str, hash: &str) -> bool {
+    use argon2::PasswordVerifier;
+    argon2::password_hash::phc::PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(candidate.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_lower_cased_and_checked() {
+        assert_eq!(
+            Email::parse(" Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "ada@ex..com",
+            "a da@example.com",
+            "ada@-.c m",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(UserName::parse("  Ada ").unwrap().into_inner(), "Ada");
+        assert!(UserName::parse("   ").is_err());
+        assert!(UserName::parse(&"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        assert!(Password::parse("short".into()).is_err());
+        let hash = Password::parse("correct horse".into())
+            .unwrap()
+            .hash()
+            .unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("wrong horse", &hash));
+        assert!(!verify_password("x", "not a hash"));
+    }
+}
