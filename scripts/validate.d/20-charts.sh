@@ -54,10 +54,25 @@ for env in "${ENVS[@]}"; do
     render "$env" "$svc" "${track:-stable}"
   done
 done
+# Extra releases beside the primary one (Argo CD adds them as <service>-<track>), each with one
+# more values file env/<env>/<service>-<track>.yaml; with none committed, a sample second track.
+for env in "${ENVS[@]}"; do
+  for svc in "${SERVICES[@]}"; do
+    for extra in "$CHART/env/$env/$svc"-*.yaml; do
+      [ -f "$extra" ] || continue
+      track=${extra##*/"$svc"-}
+      track=${track%.yaml}
+      check "helm lint --strict $svc-$track ($env)" helm lint --strict --quiet --kube-version "$KUBE_VERSION" \
+        "$CHART" -n "$NAMESPACE" -f "$CHART/services/$svc.yaml" -f "$CHART/env/$env/$svc.yaml" -f "$extra"
+      render "$env" "$svc" "$track" -f "$extra"
+    done
+  done
+done
 for pair in "${SECOND_TRACKS[@]}"; do
   env=${pair%%:*} track=${pair#*:}
   for svc in "${SERVICES[@]}"; do
-    render "$env" "$svc" "$track" --set "track=$track,primary=false,image.tag=0.2.0-rc.1"
+    [ -f "$renders/$env.$svc.$track.yaml" ] ||
+      render "$env" "$svc" "$track" --set "track=$track,primary=false,image.tag=0.2.0-rc.1"
   done
 done
 
