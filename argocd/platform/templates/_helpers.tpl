@@ -52,13 +52,20 @@ syncPolicy:
     {{- toYaml .root.Values.sync.retry | nindent 4 }}
 {{- end -}}
 
-{{/* An upstream chart source. dict: chart ({repo,name,version}), release, values */}}
+{{/* An upstream chart source. dict: chart ({repo,name,version}), release, values,
+     valueFiles (paths in this repository, needs a source with ref: values), root */}}
 {{- define "platform.chartSource" -}}
 repoURL: {{ .chart.repo }}
 chart: {{ .chart.name }}
 targetRevision: {{ .chart.version | quote }}
 helm:
   releaseName: {{ .release }}
+  {{- with .valueFiles }}
+  valueFiles:
+    {{- range . }}
+    - $values/{{ tpl . $.root }}
+    {{- end }}
+  {{- end }}
   {{- with .values }}
   valuesObject:
     {{- toYaml . | nindent 4 }}
