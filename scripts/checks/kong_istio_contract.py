@@ -41,3 +41,19 @@ def service_fqdn(service, namespace):
 
 def principal(service_account, namespace, trust_domain="cluster.local"):
     return f"{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+class Checks:
+    """One line per check, `ok - WHAT` or `not ok - WHAT` with the reasons indented below."""
+
+    def __init__(self):
+        self.failed = 0
+
+    def report(self, what, errors):
+        print(("not ok - " if errors else "ok - ") + what)
+        for e in errors:
+            print(f"    {e}")
+        self.failed += bool(errors)
+
+    def exit_code(self):
+        return 1 if self.failed else 0

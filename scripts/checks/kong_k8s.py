@@ -22,6 +22,7 @@ import jsonschema
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import kong_istio_contract  # noqa: E402
 from kong_istio_contract import REPO  # noqa: E402
 
 KONG_YML = REPO / "kong" / "kong.yml"
@@ -99,14 +100,8 @@ def main(argv):
         print(f"wrote {CONFIGMAP.relative_to(REPO)} and {CHECKSUM_KEY} {digest[:12]}…")
         return 0
 
-    failed = 0
-
-    def report(what, errors):
-        nonlocal failed
-        print(("not ok - " if errors else "ok - ") + what)
-        for e in errors:
-            print(f"    {e}")
-        failed += bool(errors)
+    checks = kong_istio_contract.Checks()
+    report = checks.report
 
     cm = yaml.safe_load(CONFIGMAP.read_text(encoding="utf-8"))
     values = yaml.safe_load(values_text)
@@ -141,7 +136,7 @@ def main(argv):
         expect(f"pod label {k} (istio kong.selector)", pod_labels.get(k), v)
     expect("pod label sidecar.istio.io/inject", pod_labels.get("sidecar.istio.io/inject"), "true")
     report("kong chart values agree with the mesh chart (Service, ports, ServiceAccount, pod labels)", errors)
-    return 1 if failed else 0
+    return checks.exit_code()
 
 
 if __name__ == "__main__":

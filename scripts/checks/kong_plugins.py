@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import kong_istio_contract  # noqa: E402
 from kong_istio_contract import REPO  # noqa: E402
 
 REQUIRED = ("jwt", "rate-limiting", "cors", "correlation-id", "request-size-limiting",
@@ -123,14 +124,8 @@ def all_plugins(config_doc):
 def main(argv):
     path = pathlib.Path(argv[1]) if len(argv) > 1 else REPO / "kong" / "kong.yml"
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    failed = 0
-
-    def report(what, errors):
-        nonlocal failed
-        print(("not ok - " if errors else "ok - ") + what)
-        for e in errors:
-            print(f"    {e}")
-        failed += bool(errors)
+    checks = kong_istio_contract.Checks()
+    report = checks.report
 
     errors, seen = [], set()
     for where, plugins in all_plugins(doc):
@@ -174,7 +169,7 @@ def main(argv):
         except (ValueError, IndexError) as exc:
             errors.append(f"consumer {user}: rsa_public_key unreadable: {exc}")
     report(f"kong jwt credential for iss={ISSUER}: RS256 with a readable RSA public key", errors)
-    return 1 if failed else 0
+    return checks.exit_code()
 
 
 if __name__ == "__main__":
