@@ -5,7 +5,8 @@ Starting from argocd/root.yaml it renders, with helm, every Application that poi
 chart of this repository under argocd/ (the way Argo CD would: same path, valueFiles and
 parameters), recursively, and then checks what Argo CD would only find out on a cluster:
 
-  paths     every Application's path and values files exist in the repository
+  paths     every Application's path and values files exist in the repository, and every
+            per-environment values file of charts/ is used by an Application
   project   every Application's project exists and allows its source repositories and its
             destination (cluster, namespace); the repository URL is written once
   waves     sync waves order the AppProject < parents, and infrastructure < services < routing
@@ -19,6 +20,7 @@ argocd_schema.mjs. Needs PyYAML and helm on PATH.
 """
 import argparse
 import fnmatch
+import glob
 import json
 import os
 import subprocess
@@ -117,7 +119,7 @@ class Lint:
 
     # ---- checks -------------------------------------------------------------------------
     def check_paths(self):
-        problems = []
+        problems, used = [], set()
         for app in self.apps():
             name = app["metadata"]["name"]
             refs = {s["ref"]: s for s in sources(app) if s.get("ref")}
@@ -144,8 +146,16 @@ class Lint:
                     else:
                         problems.append(f"{name}: values file {vf} of an upstream chart: use a $ref to this repository")
                         continue
+                    used.add(os.path.normpath(full))
                     if not os.path.isfile(full):
                         problems.append(f"{name}: values file {os.path.relpath(full, self.repo)} does not exist")
+        # and the other way round: a per-environment values file no Application uses is drift
+        # (e.g. a <service>-<track>.yaml whose track is not listed in argocd/platform/env/<env>.yaml)
+        for env_dir in sorted(glob.glob(os.path.join(self.repo, "charts", "*", "env", "*"))):
+            for f in sorted(glob.glob(os.path.join(env_dir, "*.yaml"))):
+                if os.path.normpath(f) not in used:
+                    problems.append(f"{os.path.relpath(f, self.repo)} is used by no Application "
+                                    "(list its track in argocd/platform/env/<env>.yaml, or delete it)")
         self.report(f"argocd: every Application's path and values files exist ({len(self.apps())} Applications)", problems)
 
     def check_project(self):

@@ -7,6 +7,9 @@
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo" || exit 1
+# shellcheck source=../lib/tools.sh
+source scripts/lib/tools.sh
+tools_helm && tools_pip pyyaml==6.0.3 ruamel.yaml==0.18.6 || exit 1
 
 passed=0 failed=0
 work=$(mktemp -d)
@@ -71,7 +74,7 @@ expect "image --track canary: the canary file only" "$(files_changed)" \
 expect "get tag --track canary" "$(promote get staging order-service tag --track canary)" "1.3.0"
 
 # the app of apps now has staging-order-service-canary, and its values files exist
-if command -v helm >/dev/null && python3 -c 'import yaml' 2>/dev/null; then
+{
   # (other findings of the lint, if any, are reported by scripts/validate.d/40-argocd.sh)
   out=$(python3 "$repo/scripts/checks/argocd_lint.py" --repo "$copy" 2>&1)
   if grep -q '^ok - argocd: render the app of apps' <<<"$out" && ! grep -q 'order-service-canary' <<<"$out" &&
@@ -81,7 +84,7 @@ if command -v helm >/dev/null && python3 -c 'import yaml' 2>/dev/null; then
   else
     fail "track-add: Argo CD renders staging-order-service-canary and its values files exist" "$out"
   fi
-fi
+}
 sync_orig
 
 # 3. canary weight steps
