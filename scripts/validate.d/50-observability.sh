@@ -61,7 +61,7 @@ fi
 
 # --- Kubernetes: the observability chart --------------------------------------------------------
 check "observability: helm lint --strict observability/chart" helm lint --strict "$obs/chart"
-if helm template platform-observability "$obs/chart" --namespace monitoring >"$tmp/rendered.yaml" 2>"$tmp/helm.err"; then
+if helm template platform-observability "$obs/chart" --namespace observability >"$tmp/rendered.yaml" 2>"$tmp/helm.err"; then
   ok "observability: helm template observability/chart"
   check "observability: rendered PrometheusRules and dashboard ConfigMaps equal their source files" \
     "$py" "$checks/observability_consistency.py" chart-sources "$tmp/rendered.yaml"
