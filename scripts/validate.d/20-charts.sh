@@ -27,10 +27,10 @@ trap 'rm -rf "$renders"' EXIT
 check "yamllint: $CHART values" yamllint -s -c charts/.yamllint.yml "$CHART"
 
 # shellcheck disable=SC2329 # called through check
-to_file() { # FILE CMD...: CMD's stdout into FILE
+to_file() { # FILE CMD...: CMD's stdout into FILE; no FILE when CMD fails
   local file=$1
   shift
-  "$@" >"$file"
+  "$@" >"$file" || { rm -f "$file"; return 1; }
 }
 
 # render ENV SERVICE TRACK [helm args...]: helm template into $renders/ENV.SERVICE.TRACK.yaml
@@ -82,9 +82,14 @@ check "values.schema.json rejects unknown keys" \
 
 repo=$PWD
 cd "$renders" || exit 1
+shopt -s nullglob
 files=(*.yaml)
-check_k8s_schemas "$KUBE_VERSION" "${files[@]}"
-node "$repo/scripts/checks/charts_crd_types.mjs" "${files[@]}" || CHECKS_FAILED=$((CHECKS_FAILED + 1))
+if [ ${#files[@]} -eq 0 ]; then
+  not_ok "renders" "helm template rendered nothing"
+else
+  check_k8s_schemas "$KUBE_VERSION" "${files[@]}"
+  node "$repo/scripts/checks/charts_crd_types.mjs" "${files[@]}" || CHECKS_FAILED=$((CHECKS_FAILED + 1))
+fi
 cd "$repo" || exit 1
 "$TOOLS_DIR/venv/bin/python" scripts/checks/charts_contract.py renders "$renders" || CHECKS_FAILED=$((CHECKS_FAILED + 1))
 checks_done
