@@ -30,7 +30,7 @@ COPY . .
 # --profile dist: release + thin LTO, one codegen unit, stripped (Cargo.toml).
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     cargo build --profile dist --locked --package "${SERVICE}" --bin "${SERVICE}" \
-    && mkdir -p /out/app/config /out/app/data \
+    && mkdir -p /out/app/config /out/data \
     && install -m 0555 "target/dist/${SERVICE}" "/out/app/${SERVICE}" \
     && ln -s "${SERVICE}" /out/app/entrypoint \
     && if [ -d "${SERVICE}/config" ]; then cp -R "${SERVICE}/config/." /out/app/config/; fi
@@ -52,7 +52,7 @@ WORKDIR /app
 # Binary and config are root-owned and read-only; only /app/data (a volume) is written, so the
 # container runs with a read-only root filesystem (plus a tmpfs at /tmp if anything needs one).
 COPY --from=builder /out/app/ /app/
-COPY --from=builder --chown=65532:65532 /out/app/data/ /app/data/
+COPY --from=builder --chown=65532:65532 /out/data/ /app/data/
 ENV CONFIG_DIR=/app/config
 VOLUME ["/app/data"]
 EXPOSE ${PORT}
