@@ -102,6 +102,10 @@ def check_port_and_probes(what, service, objs):
     ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
     if ports.get("http") != port:
         errors.append(f"container port named http is {ports.get('http')}, CONTRACTS.md says {port}")
+    for where, tpl in pod_specs(objs):
+        cmd = tpl["spec"]["containers"][0].get("command", [])
+        if cmd[:1] != [f"/app/{service}"]:
+            errors.append(f"{where}: command {cmd} should start with /app/{service} (the Dockerfile's binary)")
     paths = router_paths(service)
     for probe, path in (("startupProbe", "/health"), ("livenessProbe", "/health"), ("readinessProbe", "/ready")):
         get = (c.get(probe) or {}).get("httpGet") or {}
@@ -328,7 +332,7 @@ def cmd_renders(directory):
             continue
         objs = load_render(path)
         groups.setdefault((env, service), {})[track] = objs
-        for aspect, fn in (("port and probes", check_port_and_probes), ("settings", check_env),
+        for aspect, fn in (("port, probes and command", check_port_and_probes), ("settings", check_env),
                            ("labels and selectors", check_labels), ("requests <= limits", check_resources),
                            ("security context", check_security), ("graceful shutdown", check_shutdown),
                            ("network policy", check_network)):
