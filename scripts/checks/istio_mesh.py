@@ -104,6 +104,12 @@ def variant_of(name):
     return "env", name
 
 
+def allows_nothing(policy):
+    """An ALLOW policy without rules matches no request: with no selector it denies by default."""
+    spec = policy.get("spec") or {}
+    return spec.get("action", "ALLOW") == "ALLOW" and not spec.get("rules") and not spec.get("selector")
+
+
 def methods_of(match_list):
     """The methods a route is limited to, or None when some match allows any method."""
     if not match_list:
@@ -261,7 +267,7 @@ def main(argv=None):
         # Authorization: deny-all per namespace, then exactly the expected edges.
         policies = by_kind.get("AuthorizationPolicy", [])
         for ns in sorted(namespaces):
-            if not any(p["metadata"]["namespace"] == ns and not p.get("spec") for p in policies):
+            if not any(p["metadata"]["namespace"] == ns and allows_nothing(p) for p in policies):
                 errs["authz"].append(f"{name}: namespace {ns} has no deny-all (empty spec) AuthorizationPolicy")
         gateway_p = principal(MESH_VALUES["gateway"]["workloadNamespace"], MESH_VALUES["gateway"]["serviceAccount"])
         prom_p = principal(MESH_VALUES["prometheus"]["namespace"], MESH_VALUES["prometheus"]["serviceAccount"])
@@ -273,7 +279,7 @@ def main(argv=None):
         edges = {}
         for p in policies:
             spec = p.get("spec") or {}
-            if not spec:
+            if allows_nothing(p):
                 continue
             pw = f"{name}: AuthorizationPolicy {p['metadata']['namespace']}/{p['metadata']['name']}"
             if spec.get("action", "ALLOW") != "ALLOW":

@@ -117,6 +117,10 @@ def main(argv):
     errors = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
               for e in jsonschema.Draft7Validator(CHART_SCHEMA).iter_errors(values)]
     report("kong chart values: known keys only, DB-less, no ingress controller, sidecar injected", errors)
+    agreement = "kong chart values agree with the mesh chart (Service, ports, ServiceAccount, pod labels)"
+    if errors:
+        report(agreement, ["not compared: the values do not match the schema above"])
+        return checks.exit_code()
 
     errors = []
 
@@ -135,7 +139,7 @@ def main(argv):
     for k, v in mk["selector"].items():
         expect(f"pod label {k} (istio kong.selector)", pod_labels.get(k), v)
     expect("pod label sidecar.istio.io/inject", pod_labels.get("sidecar.istio.io/inject"), "true")
-    report("kong chart values agree with the mesh chart (Service, ports, ServiceAccount, pod labels)", errors)
+    report(agreement, errors)
     return checks.exit_code()
 
 
