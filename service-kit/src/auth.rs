@@ -186,7 +186,7 @@ impl Verifier {
             }
         }
         let mut cache = self.inner.cache.write().await;
-        if !cache.fetched.is_some_and(|at| at.elapsed() < MIN_REFETCH) {
+        if cache.fetched.is_none_or(|at| at.elapsed() >= MIN_REFETCH) {
             match fetch_jwks(client, url).await {
                 Ok(keys) => {
                     cache.keys = keys;
@@ -304,4 +304,19 @@ pub fn ensure_admin<S: ErrorStyle>(caller: &Caller) -> Result<(), ApiError<S>> {
     } else {
         Err(ApiError::new(StatusCode::FORBIDDEN, "Admin role required"))
     }
+}
+
+/// PEM armour (`PRIVATE KEY`) for a PKCS#8 DER private key.
+pub fn pkcs8_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
 }

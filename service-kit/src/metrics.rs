@@ -63,7 +63,7 @@ impl HttpMetrics {
             "HTTP request latency",
             metrics.duration.clone(),
         );
-        registry.register_collector(Box::new(ProcessCollector::default()));
+        registry.register_collector(Box::new(ProcessCollector));
         metrics
     }
 

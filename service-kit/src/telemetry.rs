@@ -73,13 +73,22 @@ pub fn init(service: &'static str, log: &LogSettings) -> anyhow::Result<Telemetr
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(true)
+            .with_filter(filter)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_filter(filter)
+            .boxed(),
     };
+    // Spans are traced whatever the log level: a quiet log must not break trace propagation.
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(EnvFilter::new(
+            "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn,hyper=warn",
+        ))
+        .boxed();
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(vec![fmt, traces])
         .try_init()
         .map_err(|e| anyhow::anyhow!("telemetry already initialised: {e}"))?;
     Ok(TelemetryGuard { provider })

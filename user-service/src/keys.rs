@@ -26,7 +26,7 @@ impl SigningKeys {
         let der = pair
             .as_der()
             .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
-        Self::from_pem(pkcs8_pem(der.as_ref()).as_bytes())
+        Self::from_pem(service_kit::auth::pkcs8_pem(der.as_ref()).as_bytes())
     }
 
     fn from_encoding_key(encoding: EncodingKey) -> anyhow::Result<Self> {
@@ -56,17 +56,4 @@ impl SigningKeys {
         header.kid = Some(self.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
     }
-}
-
-fn pkcs8_pem(der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|chunk| std::str::from_utf8(chunk).unwrap_or_default())
-        .collect();
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        lines.join("\n")
-    )
 }
