@@ -77,7 +77,8 @@ class Lint:
             cmd += [flag, f"{p['name']}={p['value']}"]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
-            raise RuntimeError(f"helm template {path}: {res.stderr.strip().splitlines()[-1:]}")
+            errors = [l for l in res.stderr.splitlines() if l.strip() and "--debug" not in l]
+            raise RuntimeError(f"helm template {path}: " + " / ".join(errors[:5]))
         return res.stdout
 
     def render_tree(self):
