@@ -94,6 +94,18 @@ class Platform:
         return (svc.get("pods") or []) + [p for p in self.pod_labels if sel and sel.items() <= p.items()]
 
 
+def deployed_tracks(env, service):
+    """Tracks of SERVICE that run in ENV: the primary release's track and Argo CD's extra tracks,
+    or None when those files are not there to tell."""
+    primary = REPO / "charts" / "microservice" / "env" / env / f"{service}.yaml"
+    argo = REPO / "argocd" / "platform" / "env" / f"{env}.yaml"
+    if not primary.exists() or not argo.exists():
+        return None
+    tracks = {(yaml.safe_load(primary.read_text(encoding="utf-8")) or {}).get("track", "stable")}
+    argo_services = (yaml.safe_load(argo.read_text(encoding="utf-8")) or {}).get("services") or {}
+    return tracks | set((argo_services.get(service) or {}).get("tracks") or [])
+
+
 def variant_of(name):
     if m := re.fullmatch(r"canary-(\d+)", name):
         return "canary", int(m.group(1))
@@ -206,6 +218,13 @@ def main(argv=None):
                 if not route.get("timeout"):
                     errs["retries"].append(f"{where} route {rname}: no timeout")
 
+            if vname in SERVICES and kind_of_variant == "env":
+                running = deployed_tracks(variant, vname)
+                routed = {d["destination"].get("subset") for r in vs["spec"]["http"] if not r.get("fault")
+                          for d in r.get("route") or [] if d.get("weight", 100) > 0}
+                if running is not None and not routed <= running:
+                    errs["shape"].append(f"{where}: routes traffic to {sorted(routed - running)}, but only "
+                                         f"{sorted(running)} run in {variant} (charts/microservice/env, argocd/platform/env)")
             if vname not in SERVICES or kind_of_variant == "env":
                 continue
             http = vs["spec"]["http"]
@@ -357,7 +376,7 @@ def main(argv=None):
     titles = {
         "destinations": f"istio destinations name a Service, port and subset whose labels match pods ({platform.source}; {n} renders)",
         "weights": "istio route weights sum to 100 in every render",
-        "shape": "istio canary steps, blue/green colours and fault drills route as asked (x-canary, x-preview, weights)",
+        "shape": "istio canary steps, blue/green colours, fault drills route as asked; each env routes only to tracks it runs",
         "retries": "istio retries only on GET/HEAD routes, every route has a timeout",
         "dr": "istio DestinationRules: ISTIO_MUTUAL, connection pool, outlier detection, a subset per track",
         "mtls": "istio PeerAuthentication STRICT in the services' and Kong's namespaces",
