@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting and lints, every crate's tests against real PostgreSQL,
+# NATS JetStream, SMTP and OTLP servers, then the deployment artifacts' validation.
+# Starts PostgreSQL and NATS first when they are not running (installing them if needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/deps.sh
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export TEST_POSTGRES_URL=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:$PG_PORT/postgres}
+export TEST_NATS_URL=${TEST_NATS_URL:-nats://127.0.0.1:$NATS_PORT}
+
+ensure_postgres
+ensure_nats "$DEPS_DIR/nats"
+export NATS_SERVER_BIN=${NATS_SERVER_BIN:-$(nats_binary)}
+
+# Databases left by earlier runs (each test makes its own).
+psql "$TEST_POSTGRES_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'msp\_test\_%'" 2>/dev/null |
+  while read -r db; do psql "$TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== deployment artifacts"
+scripts/validate.sh
