@@ -45,6 +45,7 @@ class Lint:
         self.repo = repo
         self.failed = 0
         self.docs = []  # (origin, doc)
+        self.rendered_by = {}  # Application name -> what its argocd/ chart rendered
         self.repo_url = None
 
     def report(self, what, problems):
@@ -89,7 +90,7 @@ class Lint:
         if not apps:
             raise RuntimeError("argocd/root.yaml holds no Application")
         self.repo_url = apps[0]["spec"]["source"]["repoURL"]
-        seen, queue = set(), list(apps)
+        seen, queue = {}, list(apps)
         while queue:
             app = queue.pop(0)
             for src in sources(app):
@@ -102,13 +103,14 @@ class Lint:
                 key = (path, tuple(helm.get("valueFiles") or []),
                        json.dumps(helm.get("parameters") or [], sort_keys=True))
                 if key in seen:
+                    self.rendered_by[app["metadata"]["name"]] = seen[key]
                     continue
-                seen.add(key)
                 text = self.helm_template(helm.get("releaseName") or app["metadata"]["name"], path,
                                           helm.get("valueFiles") or [], helm.get("parameters") or [],
                                           app["spec"]["destination"].get("namespace", "argocd"))
                 origin = f"{path} rendered for Application {app['metadata']['name']}"
                 new = self.load_yaml_docs(text, origin)
+                seen[key] = self.rendered_by[app["metadata"]["name"]] = [d for _, d in new]
                 self.docs.extend(new)
                 queue.extend(d for _, d in new if d.get("kind") == "Application")
 
@@ -257,48 +259,64 @@ class Lint:
     def check_kinds(self):
         problems, rendered = [], 0
         projects = self.projects()
-        seen = set()
+        cache = {}
         for app in self.apps():
-            spec = app["spec"]
+            name, spec = app["metadata"]["name"], app["spec"]
             proj = projects.get(spec.get("project"))
+            if proj is None:
+                continue  # reported by the project check
             for src in sources(app):
                 path = src.get("path")
-                if proj is None or src.get("repoURL") != self.repo_url or not path or path.startswith("argocd/"):
+                if src.get("repoURL") != self.repo_url or not path:
                     continue
-                helm = src.get("helm") or {}
-                key = (path, tuple(helm.get("valueFiles") or []))
-                if key in seen:
+                docs = self.rendered_by.get(name) if path.startswith("argocd/") else self.render_source(app, src, cache)
+                if isinstance(docs, str):
+                    problems.append(f"{name}: cannot render {path}: {docs}")
                     continue
-                seen.add(key)
-                base = os.path.join(self.repo, path)
-                try:
-                    if os.path.isfile(os.path.join(base, "Chart.yaml")):
-                        missing = [v for v in helm.get("valueFiles") or [] if not os.path.isfile(os.path.join(base, v))]
-                        if missing:
-                            continue  # reported by the paths check
-                        text = self.helm_template(helm.get("releaseName") or "release", path,
-                                                  helm.get("valueFiles") or [], helm.get("parameters") or [],
-                                                  spec["destination"].get("namespace", "default"))
-                    elif os.path.isdir(base):
-                        text = "\n---\n".join(read(os.path.join(base, f)) for f in sorted(os.listdir(base))
-                                              if f.endswith((".yaml", ".yml")))
-                    else:
-                        continue
-                    docs = [d for _, d in self.load_yaml_docs(text, path)]
-                except (RuntimeError, yaml.YAMLError) as e:
-                    problems.append(f"{app['metadata']['name']}: cannot render: {e}")
-                    continue
-                pspec = proj["spec"]
-                for d in docs:
+                for d in docs or []:
                     kind, group = d.get("kind"), d.get("apiVersion", "").rpartition("/")[0]
                     if not kind:
                         continue
                     rendered += 1
-                    lst = pspec.get("clusterResourceWhitelist") if kind in CLUSTER_SCOPED else pspec.get("namespaceResourceWhitelist")
+                    pspec, pname = proj["spec"], proj["metadata"]["name"]
+                    cluster_scoped = kind in CLUSTER_SCOPED
+                    lst = pspec.get("clusterResourceWhitelist" if cluster_scoped else "namespaceResourceWhitelist")
                     if not any(fnmatch.fnmatchcase(group, w.get("group", "")) and fnmatch.fnmatchcase(kind, w.get("kind", ""))
                                for w in lst or []):
-                        problems.append(f"{app['metadata']['name']}: {group or 'core'}/{kind} ({path}) not whitelisted by project {proj['metadata']['name']}")
-        self.report(f"argocd: every kind our charts and manifests render is whitelisted by the AppProject ({rendered} objects)", sorted(set(problems)))
+                        problems.append(f"{name}: {group or 'core'}/{kind} ({path}) not whitelisted by project {pname}")
+                    if cluster_scoped:
+                        continue
+                    dest = dict(spec.get("destination") or {})
+                    dest["namespace"] = (d.get("metadata") or {}).get("namespace") or dest.get("namespace", "")
+                    if not any(dest_allowed(dest, a) for a in pspec.get("destinations") or []):
+                        problems.append(f"{name}: {kind} {d['metadata'].get('name')} goes to namespace "
+                                        f"{dest['namespace']}, not a destination of project {pname}")
+        self.report(f"argocd: every kind and namespace our charts and manifests render is allowed by the AppProject ({rendered} objects)",
+                    sorted(set(problems)))
+
+    def render_source(self, app, src, cache):
+        """The objects a repository source renders (Helm chart or plain directory); a str on error."""
+        path, helm = src["path"], src.get("helm") or {}
+        namespace = app["spec"]["destination"].get("namespace", "default")
+        key = (path, tuple(helm.get("valueFiles") or []), namespace)
+        if key not in cache:
+            base = os.path.join(self.repo, path)
+            try:
+                if os.path.isfile(os.path.join(base, "Chart.yaml")):
+                    if any(not os.path.isfile(os.path.join(base, v)) for v in helm.get("valueFiles") or []):
+                        cache[key] = []  # reported by the paths check
+                        return cache[key]
+                    text = self.helm_template(helm.get("releaseName") or "release", path,
+                                              helm.get("valueFiles") or [], helm.get("parameters") or [], namespace)
+                elif os.path.isdir(base):
+                    text = "\n---\n".join(read(os.path.join(base, f)) for f in sorted(os.listdir(base))
+                                          if f.endswith((".yaml", ".yml")))
+                else:
+                    text = ""
+                cache[key] = [d for _, d in self.load_yaml_docs(text, path)]
+            except (RuntimeError, yaml.YAMLError) as e:
+                cache[key] = str(e)
+        return cache[key]
 
 
 def sources(app):
