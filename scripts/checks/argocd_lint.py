@@ -12,7 +12,8 @@ parameters), recursively, and then checks what Argo CD would only find out on a 
   waves     sync waves order the AppProject < parents, and infrastructure < services < routing
   sync      automated prune + self-heal outside prod, manual prod, retries with backoff,
             CreateNamespace, HPA-owned replicas ignored on the services
-  kinds     every kind our own charts and manifests render is whitelisted by the AppProject
+  kinds     every kind our own charts and manifests render (and the app of apps itself) is
+            whitelisted by the AppProject, in a namespace the AppProject allows
 
 Prints one `ok - ...` / `not ok - ...` line per check and exits 1 if any failed.
 --dump FILE writes every Argo CD resource (with where it came from) as JSON for
