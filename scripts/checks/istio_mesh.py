@@ -38,6 +38,8 @@ KONG = MESH_VALUES["kong"]
 TRUST = MESH_VALUES["trustDomain"]
 ISSUER, AUDIENCE = "user-service", "microservices-platform"  # docs/CONTRACTS.md auth defaults
 IDEMPOTENT = {"GET", "HEAD"}
+DEPS = MESH_VALUES["dependencies"]
+PLAINTEXT = "(plaintext, no mesh identity)"
 
 
 def principal(namespace, sa):
@@ -275,6 +277,12 @@ def main(argv=None):
             if not edge or any(d["destination"]["host"] != kong_fq for v in edge for r in v["spec"]["http"] for d in r["route"]):
                 errs["gateway"].append(f"{name}: no VirtualService on {gw_ref} sending everything to {kong_fq}")
 
+        # Workloads policies may select: Kong, the services, NATS and each service's database.
+        targets = {frozenset(KONG["selector"].items()): "kong"}
+        targets |= {frozenset({"app": svc}.items()): svc for svc in SERVICES}
+        targets[frozenset(DEPS["nats"]["selector"].items())] = "nats"
+        targets |= {frozenset({DEPS["databases"]["instanceLabel"]: f"{svc}-db"}.items()): f"{svc}-db" for svc in SERVICES}
+
         # mTLS: STRICT for whole namespaces holding platform workloads.
         namespaces = {NS, KONG["namespace"]}
         strict = {p["metadata"]["namespace"] for p in by_kind.get("PeerAuthentication", [])
@@ -282,6 +290,14 @@ def main(argv=None):
                   and all((v or {}).get("mode") == "STRICT" for v in (p["spec"].get("portLevelMtls") or {}).values())}
         for ns in sorted(namespaces - strict):
             errs["mtls"].append(f"{name}: namespace {ns} has no namespace-wide STRICT PeerAuthentication")
+        for pa in by_kind.get("PeerAuthentication", []):
+            labels = ((pa["spec"].get("selector") or {}).get("matchLabels")) or {}
+            loose = {str(port) for port, v in (pa["spec"].get("portLevelMtls") or {}).items() if (v or {}).get("mode") != "STRICT"}
+            if (pa["spec"].get("mtls") or {}).get("mode", "STRICT") != "STRICT" or (
+                    loose and not (targets.get(frozenset(labels.items()), "").endswith("-db")
+                                   and DEPS["databases"]["plaintextMigrations"] and loose == {str(DEPS["databases"]["port"])})):
+                errs["mtls"].append(f"{name}: PeerAuthentication {pa['metadata']['name']} relaxes mTLS "
+                                    f"(only the databases' port may, for the sidecar-less migration Job)")
 
         # Authorization: deny-all per namespace, then exactly the expected edges.
         policies = by_kind.get("AuthorizationPolicy", [])
@@ -295,6 +311,13 @@ def main(argv=None):
         expected |= {(kong_p, s) for s in SERVICES} | {(prom_p, s) for s in SERVICES}
         expected |= {(principal(NS, "order-service"), "user-service"),
                      (principal(NS, "notification-service"), "user-service")}
+        if DEPS["nats"]["enabled"]:
+            expected |= {(principal(NS, s), "nats") for s in SERVICES}
+            expected.add((principal(NS, DEPS["nats"]["serviceAccount"]), "nats"))
+        if DEPS["databases"]["enabled"]:
+            expected |= {(principal(NS, s), f"{s}-db") for s in SERVICES}
+            if DEPS["databases"]["plaintextMigrations"]:
+                expected |= {(PLAINTEXT, f"{s}-db") for s in SERVICES}
         edges = {}
         for p in policies:
             spec = p.get("spec") or {}
@@ -304,12 +327,21 @@ def main(argv=None):
             if spec.get("action", "ALLOW") != "ALLOW":
                 errs["authz"].append(f"{pw}: action {spec.get('action')}, only ALLOW policies expected")
             labels = (spec.get("selector") or {}).get("matchLabels") or {}
-            target = "kong" if labels and labels.items() <= {**KONG["selector"]}.items() else labels.get("app")
+            target = targets.get(frozenset(labels.items()))
             if not labels:
                 errs["authz"].append(f"{pw}: ALLOW policy without a selector opens a whole namespace")
+            elif target is None:
+                errs["authz"].append(f"{pw}: selector {labels} is no platform workload")
             for rule in spec.get("rules") or []:
                 sources = [f.get("source") or {} for f in rule.get("from") or []]
                 principals = [pr for s in sources for pr in s.get("principals") or []]
+                plaintext = [s for s in sources if s.get("notPrincipals") == ["*"] and len(s) == 1]
+                if plaintext and len(plaintext) == len(sources):
+                    ports = {p for t in rule.get("to") or [{}] for p in (t.get("operation") or {}).get("ports") or ["*"]}
+                    if ports != {str(DEPS["databases"]["port"])}:
+                        errs["authz"].append(f"{pw}: plaintext callers allowed on ports {sorted(ports)}")
+                    edges.setdefault((PLAINTEXT, target), []).append(rule)
+                    continue
                 if not principals:
                     errs["authz"].append(f"{pw}: a rule without source principals allows any caller")
                 for pr in principals:
@@ -317,7 +349,8 @@ def main(argv=None):
                     ns_sa = re.fullmatch(rf"{re.escape(TRUST)}/ns/([a-z0-9-]+)/sa/([a-z0-9-]+)", pr)
                     if not ns_sa:
                         errs["principals"].append(f"{pw}: principal {pr!r} is not {TRUST}/ns/<ns>/sa/<sa>")
-                    elif ns_sa.group(1) in namespaces and (ns_sa.group(1), ns_sa.group(2)) not in platform.service_accounts:
+                    elif ns_sa.group(1) in namespaces and ns_sa.group(2) != "default" and \
+                            (ns_sa.group(1), ns_sa.group(2)) not in platform.service_accounts:
                         errs["principals"].append(f"{pw}: principal {pr} names no ServiceAccount of {platform.source}")
         got = set(edges)
         for edge in sorted(got - expected):
@@ -379,8 +412,8 @@ def main(argv=None):
         "shape": "istio canary steps, blue/green colours, fault drills route as asked; each env routes only to tracks it runs",
         "retries": "istio retries only on GET/HEAD routes, every route has a timeout",
         "dr": "istio DestinationRules: ISTIO_MUTUAL, connection pool, outlier detection, a subset per track",
-        "mtls": "istio PeerAuthentication STRICT in the services' and Kong's namespaces",
-        "authz": "istio authorization: deny-all, then exactly gateway->kong, kong->services, order->user, jwks, /metrics",
+        "mtls": "istio PeerAuthentication STRICT in the services' and Kong's namespaces (only the DB port relaxed, for migrations)",
+        "authz": "istio authorization: deny-all, then exactly gateway->kong, kong->services, order->user, jwks, /metrics, NATS, databases",
         "principals": f"istio principals are ServiceAccounts the charts create ({platform.source})",
         "jwt": "istio RequestAuthentication: user-service issuer, inline JWKS equal to Kong's key, token forwarded",
         "telemetry": "istio Telemetry sampling equals the values of each render",
