@@ -1,0 +1,94 @@
+//! A service binary running as its own OS process, as it runs in a pod.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binaries `cargo test --workspace` built next to this test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target profile folder");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built: run `cargo test --workspace` (or `make test`)", path.display());
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port()
+}
+
+pub struct ServiceProcess {
+    pub name: &'static str,
+    pub port: u16,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl ServiceProcess {
+    /// Starts `name` with `env` (on top of a clean slate: no config files) and waits until its
+    /// `/ready` answers 200.
+    pub async fn start(name: &'static str, port: u16, env: &[(String, String)]) -> Self {
+        let log = service_kit::testing::scratch_dir("e2e-logs").join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(binary(name))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CONFIG_DIR", "/nonexistent")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::from(file.try_clone().expect("log file")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let process = Self { name, port, log, child };
+        process.wait_ready(Duration::from_secs(30)).await;
+        process
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    async fn wait_ready(&self, timeout: Duration) {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = client.get(self.url("/ready")).timeout(Duration::from_secs(1)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(started.elapsed() < timeout, "{} not ready after {timeout:?}:\n{}", self.name, self.log_tail());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns how long it took and whether it exited 0.
+    pub async fn terminate(&mut self, timeout: Duration) -> (Duration, bool) {
+        let started = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("process status") {
+                return (started.elapsed(), status.success());
+            }
+            assert!(started.elapsed() < timeout, "{} still running {timeout:?} after SIGTERM", self.name);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
