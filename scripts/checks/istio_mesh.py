@@ -28,6 +28,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import kong_istio_contract  # noqa: E402
 from kong_istio_contract import REPO  # noqa: E402
 from kong_plugins import pem_rsa_public_key  # noqa: E402
+from kong_routes import OPEN_OPERATIONS  # noqa: E402
 
 CONTRACT = kong_istio_contract.load()
 NS = CONTRACT["namespace"]
@@ -370,6 +371,24 @@ def main(argv=None):
                     if not ms or not ps or any(m not in allowed or not set(ps) <= allowed[m] for m in ms):
                         errs["authz"].append(f"{name}: {edge[0]} -> {edge[1]} allows {ms or 'any method'} {ps or 'any path'}, "
                                              f"only {dict((k, sorted(v)) for k, v in allowed.items())}")
+
+        # Kong -> services without a token: exactly Kong's open operations (kong_routes.py).
+        tokenless = set()
+        for (pr, target), rules in edges.items():
+            if pr != kong_p:
+                continue
+            for rule in rules:
+                if any((f.get("source") or {}).get("requestPrincipals") for f in rule.get("from") or []):
+                    continue
+                for to in rule.get("to") or [{}]:
+                    op = to.get("operation") or {}
+                    for m in op.get("methods") or ["*"]:
+                        for p in op.get("paths") or ["*"]:
+                            tokenless.add((m, p))
+        want_open = OPEN_OPERATIONS | {("HEAD", p) for m, p in OPEN_OPERATIONS if m == "GET"}
+        if tokenless != want_open:
+            errs["authz"].append(f"{name}: Kong may call without a token {sorted(tokenless)}, "
+                                 f"Kong's open operations are {sorted(want_open)}")
 
         # JWT: inline JWKS (istiod cannot fetch an in-mesh jwksUri under STRICT mTLS), same key as Kong.
         ras = by_kind.get("RequestAuthentication", [])
