@@ -5,6 +5,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -135,7 +136,10 @@ pub fn configure<S: ErrorStyle>(cfg: &mut web::ServiceConfig, ops: &Ops) {
         )
         .into()
     }))
-    .app_data(web::Data::new(ops.clone()))
+    .app_data(web::Data::new(Ops {
+        openapi: Arc::new(with_ops_paths(&ops.openapi)),
+        ..ops.clone()
+    }))
     .app_data(web::Data::new(ops.registry.clone()))
     .route("/health", web::get().to(health))
     .route("/ready", web::get().to(ready))
@@ -164,6 +168,26 @@ pub struct Ops {
     pub max_body_bytes: usize,
 }
 
+/// The ops endpoints, documented once for every service.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready, metrics_doc, openapi))]
+struct OpsDoc;
+
+/// Adds the ops endpoints to a service's OpenAPI document (JSON), so the document lists
+/// everything the service serves.
+fn with_ops_paths(document: &str) -> String {
+    use utoipa::OpenApi;
+    match serde_json::from_str::<utoipa::openapi::OpenApi>(document) {
+        Ok(mut api) => {
+            api.merge(OpsDoc::openapi());
+            api.to_json().unwrap_or_else(|_| document.to_owned())
+        }
+        Err(_) => document.to_owned(),
+    }
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "The process is up")))]
 async fn health(ops: web::Data<Ops>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "status": "healthy",
@@ -174,30 +198,68 @@ async fn health(ops: web::Data<Ops>) -> HttpResponse {
     }))
 }
 
-/// 200 only while the database answers and NATS is connected; otherwise 503 naming what failed.
-async fn ready(ops: web::Data<Ops>) -> HttpResponse {
+/// Further dependencies `/ready` reports beside the database and NATS (e.g. an event consumer).
+/// A service registers them with `App::app_data(web::Data::new(checks))`; each flag says whether
+/// that dependency is up right now.
+#[derive(Clone, Default)]
+pub struct ReadinessChecks(Vec<(&'static str, Arc<AtomicBool>)>);
+
+impl ReadinessChecks {
+    pub fn with(mut self, name: &'static str, up: Arc<AtomicBool>) -> Self {
+        self.0.push((name, up));
+        self
+    }
+}
+
+/// 200 only while the database answers, NATS is connected and every registered
+/// [`ReadinessChecks`] flag is up; otherwise 503 naming what failed.
+#[utoipa::path(get, path = "/ready", tag = "ops", responses(
+    (status = 200, description = "Database, NATS and the service's own checks are up"),
+    (status = 503, description = "A dependency is unreachable; the body names it"),
+))]
+async fn ready(ops: web::Data<Ops>, extra: Option<web::Data<ReadinessChecks>>) -> HttpResponse {
     let database = matches!(
         tokio::time::timeout(Duration::from_secs(2), ops.db.ping()).await,
         Ok(Ok(()))
     );
     let nats = ops.nats.connection_state() == async_nats::connection::State::Connected;
+    let mut checks = vec![("database", database), ("nats", nats)];
+    if let Some(extra) = &extra {
+        checks.extend(
+            extra
+                .0
+                .iter()
+                .map(|(name, up)| (*name, up.load(Ordering::Relaxed))),
+        );
+    }
     let state = |up: bool| if up { "up" } else { "down" };
-    if database && nats {
+    if checks.iter().all(|(_, up)| *up) {
         HttpResponse::Ok().json(json!({ "status": "ready", "service": ops.service }))
     } else {
-        let failed: Vec<&str> = [("database", database), ("nats", nats)]
-            .into_iter()
-            .filter_map(|(name, up)| (!up).then_some(name))
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter_map(|(name, up)| (!up).then_some(*name))
+            .collect();
+        let states: serde_json::Map<String, serde_json::Value> = checks
+            .iter()
+            .map(|(name, up)| ((*name).to_owned(), json!(state(*up))))
             .collect();
         HttpResponse::ServiceUnavailable().json(json!({
             "status": "unavailable",
             "service": ops.service,
             "error": format!("{} unreachable", failed.join(" and ")),
-            "checks": { "database": state(database), "nats": state(nats) },
+            "checks": states,
         }))
     }
 }
 
+/// Prometheus metrics (OpenMetrics text); served by [`metrics_endpoint`].
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "OpenMetrics text")))]
+#[allow(dead_code)]
+fn metrics_doc() {}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 document")))]
 async fn openapi(ops: web::Data<Ops>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
