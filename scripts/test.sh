@@ -22,6 +22,9 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny (licences, bans, sources; advisories need the network and run in GitHub Actions)"
+command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny@0.20.2
+cargo deny --offline --log-level error check licenses bans sources
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== deployment artifacts"
