@@ -282,6 +282,7 @@ pub struct OutboxRelay {
 const BATCH: u64 = 256;
 const POLL: Duration = Duration::from_secs(1);
 const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
 impl OutboxRelay {
     /// Publishes until `shutdown` fires; a batch in flight is finished first so nothing is
@@ -326,7 +327,30 @@ impl OutboxRelay {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        self.drain(&js).await;
         tracing::info!("outbox relay stopped");
+    }
+
+    /// After the shutdown signal the HTTP server is still finishing requests whose events are
+    /// committed after the relay stopped polling. Keep publishing until no request is in flight
+    /// and nothing is pending (bounded, so an unreachable NATS cannot hold the exit hostage:
+    /// what is left waits in the table for the next start).
+    async fn drain(&self, js: &async_nats::jetstream::Context) {
+        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+        while tokio::time::Instant::now() < deadline {
+            let published = self.publish_batch(js).await;
+            let idle = crate::metrics::requests_in_flight() == 0;
+            match published {
+                Ok(0) if idle => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox drain: publish failed; rows stay for the next start");
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!("outbox drain: gave up after {DRAIN_LIMIT:?}; rows stay for the next start");
     }
 
     /// Publishes up to one batch; returns how many rows it published.

@@ -84,12 +84,37 @@ impl HttpMetrics {
     }
 }
 
+/// Requests being handled right now, across the process (the outbox relay waits for them to
+/// finish before it stops).
+static IN_FLIGHT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+pub fn requests_in_flight() -> i64 {
+    IN_FLIGHT.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Decrements the in-flight count however the request ends (even if its future is dropped).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Middleware recording every request under its route template (never the raw path, so ids do
 /// not explode the label space); requests no route matched count as `unmatched`.
 pub async fn record_http_metrics(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let _in_flight = InFlight::enter();
     let started = Instant::now();
     let metrics = request.app_data::<web::Data<HttpMetrics>>().cloned();
     let method = request.method().as_str().to_owned();
