@@ -5,7 +5,9 @@ Sources of PromQL:
   - Grafana dashboards (observability/grafana/dashboards/*.json): panel targets, including
     panels inside collapsed rows, and template-variable queries (label_values(...)).
   - Prometheus rule files (observability/prometheus/rules/*.yml): alert and record expressions.
-  - Argo Rollouts AnalysisTemplates under charts/ (if any): spec.metrics[].provider.prometheus.query.
+  - Argo Rollouts AnalysisTemplates under --charts (default charts/): spec.metrics[].provider.prometheus.query
+    of plain manifests. Helm chart templates are skipped: their queries exist only once rendered,
+    so scripts/validate.d/60-rollouts.sh passes the rendered AnalysisTemplates as --charts DIR.
 
 Each expression is tokenised (a small PromQL lexer, no full parser) into selectors with their
 matcher labels, grouping labels (by/without/on/ignoring/group_left/group_right), label_replace /
@@ -305,6 +307,10 @@ def analysis_template_exprs(root):
             text = f.read()
         if "AnalysisTemplate" not in text:
             continue
+        chart_templates = os.path.dirname(os.path.dirname(path))
+        if os.path.basename(os.path.dirname(path)) == "templates" and \
+                os.path.isfile(os.path.join(chart_templates, "Chart.yaml")):
+            continue  # a Helm template: checked rendered (60-rollouts.sh)
         # Helm actions alone on a line go; inline ones (and Argo's {{args.x}}) become a word.
         text = "\n".join(l for l in text.splitlines() if not HELM_LINE.match(l))
         text = re.sub(r"\{\{.*?\}\}", "X", text)

@@ -71,3 +71,18 @@ helm:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end -}}
+
+{{/* What the Argo Rollouts controller changes in the routing of a service with rollout: true
+     (argument: the service name): the weights of its VirtualService routes and the
+     rollouts-pod-template-hash label it adds to its DestinationRule subsets. Ignored with
+     RespectIgnoreDifferences=true, so neither self-heal nor a sync undoes a running rollout. */}}
+{{- define "platform.rolloutRoutingIgnores" -}}
+- group: networking.istio.io
+  kind: VirtualService
+  name: {{ . }}
+  jqPathExpressions: [".spec.http[]?.route[]?.weight"]
+- group: networking.istio.io
+  kind: DestinationRule
+  name: {{ . }}
+  jqPathExpressions: [".spec.subsets[]?.labels[\"rollouts-pod-template-hash\"]"]
+{{- end -}}
