@@ -2,4 +2,5 @@
 //! an OTLP/gRPC receiver that records the spans they export.
 
 pub mod otlp;
+pub mod platform;
 pub mod process;

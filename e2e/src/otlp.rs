@@ -4,8 +4,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
 #[derive(Debug, Clone)]
@@ -35,7 +39,9 @@ fn text(value: &Option<AnyValue>) -> String {
 }
 
 fn attributes(list: &[KeyValue]) -> HashMap<String, String> {
-    list.iter().map(|kv| (kv.key.clone(), text(&kv.value))).collect()
+    list.iter()
+        .map(|kv| (kv.key.clone(), text(&kv.value)))
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -50,7 +56,10 @@ impl TraceService for Recorder {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut spans = self.spans.lock().expect("recorder lock");
         for resource_spans in request.into_inner().resource_spans {
-            let resource = resource_spans.resource.map(|r| attributes(&r.attributes)).unwrap_or_default();
+            let resource = resource_spans
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default();
             let service = resource.get("service.name").cloned().unwrap_or_default();
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
@@ -65,7 +74,9 @@ impl TraceService for Recorder {
                 }
             }
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -78,15 +89,24 @@ pub struct OtlpReceiver {
 
 impl OtlpReceiver {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind OTLP receiver");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind OTLP receiver");
         let endpoint = format!("http://{}", listener.local_addr().expect("address"));
         let recorder = Recorder::default();
         let service = TraceServiceServer::new(recorder.clone());
         let task = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let _ = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
         });
-        Self { endpoint, recorder, task }
+        Self {
+            endpoint,
+            recorder,
+            task,
+        }
     }
 
     pub fn spans(&self) -> Vec<RecordedSpan> {
@@ -95,7 +115,10 @@ impl OtlpReceiver {
 
     /// The spans of one trace.
     pub fn trace(&self, trace_id: &str) -> Vec<RecordedSpan> {
-        self.spans().into_iter().filter(|s| s.trace_id == trace_id).collect()
+        self.spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect()
     }
 }
 

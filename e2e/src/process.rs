@@ -7,14 +7,25 @@ use std::time::{Duration, Instant};
 /// The binaries `cargo test --workspace` built next to this test executable.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target profile folder");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile folder");
     let path = dir.join(name);
-    assert!(path.exists(), "{} not built: run `cargo test --workspace` (or `make test`)", path.display());
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo test --workspace` (or `make test`)",
+        path.display()
+    );
     path
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("address")
+        .port()
 }
 
 pub struct ServiceProcess {
@@ -39,7 +50,12 @@ impl ServiceProcess {
             .stderr(Stdio::from(file))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let process = Self { name, port, log, child };
+        let process = Self {
+            name,
+            port,
+            log,
+            child,
+        };
         process.wait_ready(Duration::from_secs(30)).await;
         process
     }
@@ -62,12 +78,21 @@ impl ServiceProcess {
         let client = reqwest::Client::new();
         let started = Instant::now();
         loop {
-            if let Ok(response) = client.get(self.url("/ready")).timeout(Duration::from_secs(1)).send().await
+            if let Ok(response) = client
+                .get(self.url("/ready"))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
                 && response.status().is_success()
             {
                 return;
             }
-            assert!(started.elapsed() < timeout, "{} not ready after {timeout:?}:\n{}", self.name, self.log_tail());
+            assert!(
+                started.elapsed() < timeout,
+                "{} not ready after {timeout:?}:\n{}",
+                self.name,
+                self.log_tail()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -75,12 +100,18 @@ impl ServiceProcess {
     /// Sends SIGTERM and waits for the exit; returns how long it took and whether it exited 0.
     pub async fn terminate(&mut self, timeout: Duration) -> (Duration, bool) {
         let started = Instant::now();
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         loop {
             if let Some(status) = self.child.try_wait().expect("process status") {
                 return (started.elapsed(), status.success());
             }
-            assert!(started.elapsed() < timeout, "{} still running {timeout:?} after SIGTERM", self.name);
+            assert!(
+                started.elapsed() < timeout,
+                "{} still running {timeout:?} after SIGTERM",
+                self.name
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
