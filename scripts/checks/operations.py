@@ -135,7 +135,7 @@ def check_keda(path):
             host, _, port = md.get("natsServerMonitoringEndpoint", "").partition(":")
             if port != "8222" or not host.startswith(("nats-headless.", "nats.")):
                 problems.append(f"natsServerMonitoringEndpoint {host}:{port}: expected the NATS chart's monitoring port 8222")
-    report(f"keda: ScaledObject scales its workload on stream {stream} / consumer {consumer} (docs/CONTRACTS.md)", problems)
+    report(f"keda ({os.path.basename(path)}): ScaledObject scales its workload on stream {stream} / consumer {consumer} (docs/CONTRACTS.md)", problems)
 
 
 # ---------------------------------------------------------------------------------- secrets
