@@ -21,6 +21,8 @@ use crate::metrics::{Registry, metrics_endpoint};
 pub trait ErrorStyle: 'static {
     /// Status for a body that is JSON but not the expected shape.
     const INVALID_BODY: StatusCode;
+    /// Status for a body that is not JSON at all.
+    const MALFORMED_JSON: StatusCode = StatusCode::BAD_REQUEST;
     fn body(status: StatusCode, message: &str) -> serde_json::Value;
 }
 
@@ -39,6 +41,8 @@ pub struct Detail;
 
 impl ErrorStyle for Detail {
     const INVALID_BODY: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+    /// FastAPI answers unparsable JSON with 422 too.
+    const MALFORMED_JSON: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
     fn body(status: StatusCode, message: &str) -> serde_json::Value {
         if status == StatusCode::UNPROCESSABLE_ENTITY {
             json!({ "detail": [{ "loc": ["body"], "msg": message, "type": "value_error" }] })
@@ -102,7 +106,7 @@ fn json_rejection<S: ErrorStyle>(error: JsonPayloadError) -> ApiError<S> {
             ApiError::new(S::INVALID_BODY, format!("Invalid request body: {e}"))
         }
         JsonPayloadError::Deserialize(e) => {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("Malformed JSON: {e}"))
+            ApiError::new(S::MALFORMED_JSON, format!("Malformed JSON: {e}"))
         }
         _ => ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -1,0 +1,153 @@
+//! Builds the service from its settings: database (migrated), NATS, token verification
+//! against user-service's JWKS, the user-service client, HTTP server, outbox relay. Tests
+//! start it on port 0 exactly as `main` does.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use service_kit::CancellationToken;
+use service_kit::auth::Verifier;
+use service_kit::events::{OutboxMetrics, OutboxRelay, OutboxSignal};
+use service_kit::http::{Detail, Ops};
+use service_kit::metrics::{HttpMetrics, Registry, record_http_metrics};
+use service_kit::telemetry::HttpRootSpan;
+use tracing_actix_web::TracingLogger;
+use utoipa::OpenApi;
+
+use crate::metrics::OrderMetrics;
+use crate::migration::Migrator;
+use crate::openapi::ApiDoc;
+use crate::routes::{self, AppState};
+use crate::settings::{ENV_PREFIX, SERVICE, Settings};
+use crate::user_directory::UserDirectory;
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub db: DatabaseConnection,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let db = service_kit::database::connect(&settings.database, ENV_PREFIX).await?;
+        Migrator::up(&db, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
+        let nats = service_kit::nats::connect(&settings.nats, ENV_PREFIX, SERVICE).await?;
+        if settings.user_service.url.trim().is_empty() {
+            anyhow::bail!("invalid configuration: {ENV_PREFIX}__USER_SERVICE__URL is empty");
+        }
+        if settings.user_service.timeout_ms == 0 {
+            anyhow::bail!(
+                "invalid configuration: {ENV_PREFIX}__USER_SERVICE__TIMEOUT_MS must be above 0"
+            );
+        }
+        let verifier = Verifier::from_jwks_url(
+            &settings.auth,
+            service_kit::http_client(settings.user_service.timeout()),
+        );
+        if !settings.auth.enabled {
+            tracing::warn!(
+                "{ENV_PREFIX}__AUTH__ENABLED=false: every request is treated as an admin's"
+            );
+        }
+
+        let mut registry = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let outbox_metrics = OutboxMetrics::register(&mut registry);
+        let metrics = OrderMetrics::register(&mut registry);
+        let outbox = OutboxSignal::default();
+        let settings = Arc::new(settings);
+        let state = AppState {
+            db: db.clone(),
+            users: UserDirectory::new(&settings.user_service, metrics.user_lookups.clone()),
+            settings: settings.clone(),
+            metrics,
+            outbox: outbox.clone(),
+        };
+
+        let ops = Ops {
+            service: SERVICE,
+            version: env!("CARGO_PKG_VERSION"),
+            started,
+            db: db.clone(),
+            nats: nats.clone(),
+            registry: Arc::new(registry),
+            openapi: Arc::new(ApiDoc::openapi().to_json()?),
+            max_body_bytes: settings.http.max_body_bytes,
+        };
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}:{} ({ENV_PREFIX}__HTTP__HOST/PORT): {e}",
+                    settings.http.host,
+                    settings.http.port
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(state);
+        let verifier = web::Data::new(verifier);
+        let http_metrics = web::Data::new(http_metrics);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(record_http_metrics))
+                .wrap(TracingLogger::<HttpRootSpan>::new())
+                .app_data(state.clone())
+                .app_data(verifier.clone())
+                .app_data(http_metrics.clone())
+                .configure(routes::configure)
+                .configure(|cfg| service_kit::http::configure::<Detail>(cfg, &ops))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_seconds);
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server.run();
+
+        let relay = OutboxRelay {
+            db: db.clone(),
+            nats,
+            settings: settings.nats.clone(),
+            metrics: outbox_metrics,
+            signal: outbox,
+        };
+        let tasks = vec![tokio::spawn(relay.run(shutdown.clone()))];
+        tracing::info!(
+            port,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "{SERVICE} listening"
+        );
+        Ok(Self {
+            port,
+            server,
+            shutdown,
+            tasks,
+            db,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        service_kit::run_until_stopped(self.server, self.shutdown, self.tasks).await
+    }
+}
+
+/// `order-service migrate`: applies pending migrations and exits.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = service_kit::database::connect(&settings.database, ENV_PREFIX).await?;
+    Migrator::up(&db, None).await?;
+    Ok(())
+}

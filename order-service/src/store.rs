@@ -1,0 +1,223 @@
+//! Reading and writing orders with their items; every write goes with its event, in the
+//! caller's transaction.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use service_kit::events::{self, OrderCreated, OrderItem, OrderStatusChanged};
+use service_kit::settings::NatsSettings;
+use uuid::Uuid;
+
+use crate::domain::{NewOrder, OrderStatus};
+use crate::entity::{order, order_item};
+use crate::settings::SERVICE;
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`: a
+/// deferred transaction that reads first cannot wait for a concurrent writer when it later
+/// writes (it fails with "database is locked"), while `BEGIN IMMEDIATE` queues for the lock.
+/// PostgreSQL ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, sea_orm::DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
+/// Now, at the precision both databases keep (microseconds), so an answer given before a
+/// read-back equals the answer after it.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// An order row and its items, in the order they were given.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub row: order::Model,
+    pub items: Vec<order_item::Model>,
+}
+
+/// Which orders a list shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter {
+    pub user_id: Option<Uuid>,
+    pub status: Option<OrderStatus>,
+}
+
+impl Filter {
+    fn select(self) -> Select<order::Entity> {
+        let mut query = order::Entity::find();
+        if let Some(user_id) = self.user_id {
+            query = query.filter(order::Column::UserId.eq(user_id));
+        }
+        if let Some(status) = self.status {
+            query = query.filter(order::Column::Status.eq(status));
+        }
+        query
+    }
+}
+
+/// One page of orders, oldest first, and how many match in total.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: Filter,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<Order>, u64), sea_orm::DbErr> {
+    let total = filter.select().count(db).await?;
+    let rows = filter
+        .select()
+        .order_by_asc(order::Column::CreatedAt)
+        .order_by_asc(order::Column::Id)
+        .offset(offset)
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok((with_items(db, rows).await?, total))
+}
+
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Order>, sea_orm::DbErr> {
+    find_row(db, order::Entity::find_by_id(id)).await
+}
+
+/// Like [`find`], locking the row for the rest of the transaction (PostgreSQL).
+pub async fn find_for_update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<Order>, sea_orm::DbErr> {
+    find_row(db, order::Entity::find_by_id(id).lock_exclusive()).await
+}
+
+async fn find_row(
+    db: &impl ConnectionTrait,
+    query: Select<order::Entity>,
+) -> Result<Option<Order>, sea_orm::DbErr> {
+    match query.one(db).await? {
+        Some(row) => Ok(with_items(db, vec![row]).await?.pop()),
+        None => Ok(None),
+    }
+}
+
+async fn with_items(
+    db: &impl ConnectionTrait,
+    rows: Vec<order::Model>,
+) -> Result<Vec<Order>, sea_orm::DbErr> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut items: HashMap<Uuid, Vec<order_item::Model>> = HashMap::new();
+    for item in order_item::Entity::find()
+        .filter(order_item::Column::OrderId.is_in(rows.iter().map(|row| row.id)))
+        .order_by_asc(order_item::Column::OrderId)
+        .order_by_asc(order_item::Column::Position)
+        .all(db)
+        .await?
+    {
+        items.entry(item.order_id).or_default().push(item);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| Order {
+            items: items.remove(&row.id).unwrap_or_default(),
+            row,
+        })
+        .collect())
+}
+
+/// Inserts a pending order with id `id`, its items and its `orders.created` event.
+pub async fn insert(
+    txn: &impl ConnectionTrait,
+    nats: &NatsSettings,
+    id: Uuid,
+    new: NewOrder,
+) -> Result<Order, sea_orm::DbErr> {
+    let now = now();
+    let row = order::Model {
+        id,
+        user_id: new.user_id,
+        status: OrderStatus::Pending,
+        total_amount: new.total(),
+        shipping_address: new.shipping_address,
+        created_at: now,
+        updated_at: now,
+    };
+    let items: Vec<order_item::Model> = new
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(position, item)| order_item::Model {
+            order_id: id,
+            position: position as i32,
+            product_id: item.product_id,
+            quantity: item.quantity.get() as i32,
+            price: item.price,
+        })
+        .collect();
+    order::Entity::insert(order::ActiveModel::from(row.clone()))
+        .exec_without_returning(txn)
+        .await?;
+    order_item::Entity::insert_many(items.iter().cloned().map(order_item::ActiveModel::from))
+        .exec_without_returning(txn)
+        .await?;
+    let event = OrderCreated {
+        order_id: id,
+        user_id: row.user_id,
+        items: items
+            .iter()
+            .map(|item| OrderItem {
+                product_id: item.product_id.clone(),
+                quantity: item.quantity as u32,
+                price: item.price.amount(),
+            })
+            .collect(),
+        total_amount: row.total_amount.amount(),
+        shipping_address: row.shipping_address.clone(),
+    };
+    events::enqueue(txn, nats, SERVICE, &event).await?;
+    Ok(Order { row, items })
+}
+
+/// Moves `order` to `to` (the caller checked the move is legal) and writes
+/// `orders.status_changed`.
+pub async fn set_status(
+    txn: &impl ConnectionTrait,
+    nats: &NatsSettings,
+    order: &mut Order,
+    to: OrderStatus,
+) -> Result<(), sea_orm::DbErr> {
+    let from = order.row.status;
+    let now = now();
+    order::Entity::update(order::ActiveModel {
+        id: Set(order.row.id),
+        status: Set(to),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .exec(txn)
+    .await?;
+    order.row.status = to;
+    order.row.updated_at = now;
+    let event = OrderStatusChanged {
+        order_id: order.row.id,
+        user_id: order.row.user_id,
+        from: from.as_str().into(),
+        to: to.as_str().into(),
+    };
+    events::enqueue(txn, nats, SERVICE, &event).await?;
+    Ok(())
+}
+
+/// Deletes the order and its items.
+pub async fn delete(txn: &impl ConnectionTrait, id: Uuid) -> Result<(), sea_orm::DbErr> {
+    order_item::Entity::delete_many()
+        .filter(order_item::Column::OrderId.eq(id))
+        .exec(txn)
+        .await?;
+    order::Entity::delete_by_id(id).exec(txn).await?;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+async fn an_order_for_an_unknown_user_is_rejected(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let nobody = uuid::Uuid::new_v4().to_string();
+    let body = order_body(&nobody, &[("widget", 1, serde_json::json!(1))]);
+    let (status, answer) = status_and_json(app.create_order(&body, admin.token()).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(invalid_fields(&answer), ["body.user_id"]);
+    assert_eq!(answer["detail"][0]["msg"], "User not found");
+    let (_, orders) = status_and_json(app.list_orders("", admin.token()).await).await;
+    assert_eq!(orders, serde_json::json!([]));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"user_lookups_total{outcome="not_found"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn user_service_down_is_a_quick_503(backend: Backend) {
+    let app = spawn_with(backend, |settings| {
+        settings.user_service.url = format!("http://127.0.0.1:{}", closed_port());
+    })
+    .await;
+    let ada = app.new_user("Ada").await;
+    let body = order_body(&ada.id, &[("widget", 1, serde_json::json!(1))]);
+    let started = Instant::now();
+    let (status, answer) = status_and_json(app.create_order(&body, ada.token()).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(detail(&answer), "User service unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, orders) = status_and_json(app.list_orders("", ada.token()).await).await;
+    assert_eq!(
+        orders,
+        serde_json::json!([]),
+        "no order for a user who may not exist"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"user_lookups_total{outcome="unavailable"} 1"#),
+        "{metrics}"
+    );
+}
+
+on_both_backends!(
+    an_order_for_an_unknown_user_is_rejected,
+    user_service_down_is_a_quick_503
+);
+
+/// user-service accepts the connection and never answers: the timeout ends the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_user_service_times_out_into_a_503() {
+    // Connections queue in the backlog and are never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let app = spawn_with(Backend::Sqlite, |settings| {
+        settings.user_service.url = format!("http://127.0.0.1:{port}");
+        settings.user_service.timeout_ms = 300;
+    })
+    .await;
+    let ada = app.new_user("Ada").await;
+    let body = order_body(&ada.id, &[("widget", 1, serde_json::json!(1))]);
+    let started = Instant::now();
+    let (status, answer) = status_and_json(app.create_order(&body, ada.token()).await).await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(detail(&answer), "User service unavailable");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    drop(silent);
+}
