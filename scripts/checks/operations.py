@@ -20,7 +20,6 @@ Prints `ok - ...` / `not ok - ...` lines; exits 1 if any failed. Needs PyYAML.
 """
 from __future__ import annotations
 
-import copy
 import glob
 import math
 import os
@@ -29,6 +28,9 @@ import sys
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import Report, load, load_all, merge  # noqa: E402
+
 REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 CHART = os.path.join(REPO, "charts", "microservice")
 NS_CHART = os.path.join(REPO, "charts", "platform-namespace")
@@ -36,39 +38,16 @@ ARGO = os.path.join(REPO, "argocd", "platform")
 NAMESPACE = "microservices-platform"
 ENVS = ["dev", "staging", "prod"]
 SERVICES = ["user-service", "order-service", "notification-service"]
-failed = 0
+report = Report()
 
 
-def report(what, problems):
-    global failed
-    if problems:
-        failed += 1
-        print(f"not ok - {what}")
-        for p in problems:
-            print(f"    {p}")
-    else:
-        print(f"ok - {what}")
-
-
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
 
 
 def docs(paths):
     for p in paths:
-        with open(p, encoding="utf-8") as f:
-            for d in yaml.safe_load_all(f):
-                if isinstance(d, dict) and d.get("kind"):
-                    yield p, d
+        for d in load_all(p):
+            yield p, d
 
-
-def merge(base, *overs):
-    out = copy.deepcopy(base)
-    for o in overs:
-        for k, v in (o or {}).items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def qty(v):
@@ -431,7 +410,7 @@ def main(argv):
     else:
         print(__doc__)
         return 2
-    return 1 if failed else 0
+    return 1 if report.failed else 0
 
 
 if __name__ == "__main__":

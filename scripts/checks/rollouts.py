@@ -21,46 +21,23 @@
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 import sys
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import Report, load, load_all, merge  # noqa: E402
+
 REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 ENVS = ["dev", "staging", "prod"]
 SERVICES = ["user-service", "order-service", "notification-service"]
-failed = 0
+report = Report()
 
 
-def report(what, problems):
-    global failed
-    if problems:
-        failed += 1
-        print(f"not ok - {what}")
-        for p in problems:
-            print(f"    {p}")
-    else:
-        print(f"ok - {what}")
 
 
-def load_all(path):
-    with open(path, encoding="utf-8") as f:
-        return [d for d in yaml.safe_load_all(f) if isinstance(d, dict) and d.get("kind")]
-
-
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
-
-
-def merge(base, *overs):
-    out = copy.deepcopy(base)
-    for o in overs:
-        for k, v in (o or {}).items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def by_kind(docs, kind):
@@ -236,7 +213,7 @@ def main(argv):
     else:
         print(__doc__)
         return 2
-    return 1 if failed else 0
+    return 1 if report.failed else 0
 
 
 if __name__ == "__main__":

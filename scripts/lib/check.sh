@@ -27,6 +27,14 @@ check() {
 
 checks_done() { exit $((CHECKS_FAILED > 0)); }
 
+# to_file FILE CMD [ARG...]: CMD's stdout into FILE, and no FILE when CMD fails (so a failed
+# render is reported once, by `check "..." to_file ...`, not again by every later check).
+to_file() {
+  local file=$1
+  shift
+  "$@" >"$file" || { rm -f "$file"; return 1; }
+}
+
 # check_k8s_schemas KUBE_VERSION FILE...: one check per file against the core Kubernetes
 # schemas (needs `tools_pip kubernetes-validate==1.37.0`). Unknown fields fail (--strict); so does
 # "couldn't find schema" for a built-in group (a removed or misspelled apiVersion/kind), which

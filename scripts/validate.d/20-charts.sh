@@ -26,13 +26,6 @@ trap 'rm -rf "$renders"' EXIT
 
 check "yamllint: $CHART values" yamllint -s -c charts/.yamllint.yml "$CHART"
 
-# shellcheck disable=SC2329 # called through check
-to_file() { # FILE CMD...: CMD's stdout into FILE; no FILE when CMD fails
-  local file=$1
-  shift
-  "$@" >"$file" || { rm -f "$file"; return 1; }
-}
-
 # render ENV SERVICE TRACK [helm args...]: helm template into $renders/ENV.SERVICE.TRACK.yaml
 render() {
   local env=$1 svc=$2 track=$3

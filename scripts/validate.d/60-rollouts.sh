@@ -31,13 +31,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/chart" "$work/istio" "$work/analysis"
 
-# shellcheck disable=SC2329 # called through check
-to_file() { # FILE CMD...: CMD's stdout into FILE; no FILE when CMD fails
-  local file=$1
-  shift
-  "$@" >"$file" || { rm -f "$file"; return 1; }
-}
-
 # The istio chart per environment with every service on the strategy a Rollout needs:
 # canary -> strategy canary (weighted stable/canary routes), blueGreen -> strategy stable.
 for env in "${ENVS[@]}"; do

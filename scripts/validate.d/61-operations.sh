@@ -29,13 +29,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/render" "$work/kinds"
 
-# shellcheck disable=SC2329 # called through check
-to_file() { # FILE CMD...: CMD's stdout into FILE; no FILE when CMD fails
-  local file=$1
-  shift
-  "$@" >"$file" || { rm -f "$file"; return 1; }
-}
-
 check "yamllint: $NS_CHART values" yamllint -s -c charts/.yamllint.yml "$NS_CHART"
 for env in "${ENVS[@]}"; do
   check "helm lint --strict platform-namespace ($env)" \
