@@ -1,1 +1,22 @@
+//! notification-service: consumes `users.*` and `orders.*` events from JetStream, keeps users'
+//! addresses, mails users over SMTP (exactly one notification per event, at most one mail),
+//! and serves the notification API of the original Gin service.
+//!
+//! `startup` wires everything; `consumer` holds the JetStream consumer and event handling;
+//! `delivery` sends one notification and records the outcome; `mail` the templates and the
+//! lettre transport; `routes` the HTTP handlers; `entity`/`migration` the tables.
 
+pub mod consumer;
+pub mod delivery;
+pub mod domain;
+pub mod entity;
+pub mod mail;
+pub mod metrics;
+pub mod migration;
+pub mod openapi;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+
+pub use settings::Settings;
+pub use startup::Application;

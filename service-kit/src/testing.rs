@@ -1,6 +1,6 @@
 //! Test support shared by the services' integration tests (feature `testing`): fresh
 //! databases on SQLite or PostgreSQL, an isolated JetStream stream per test, a test signing
-//! key, and telemetry installed once per test binary.
+//! key, telemetry installed once per test binary, and an SMTP sink ([`smtp::SmtpSink`]).
 //!
 //! PostgreSQL and NATS are real servers: `TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `TEST_NATS_URL` (default
@@ -13,6 +13,8 @@ use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use crate::settings::{DatabaseSettings, NatsSettings};
+
+pub mod smtp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

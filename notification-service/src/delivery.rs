@@ -1,0 +1,138 @@
+//! Sending one notification's mail and recording the outcome on its row, shared by the event
+//! consumer and `POST /api/send`.
+//!
+//! The row is claimed first (`locked_until`, a lease), so two handlers of the same event
+//! (replicas, a redelivery while the first attempt still runs) never both send. "Sent" is
+//! written right after the relay accepted the mail and before the event is acknowledged: a
+//! crash after that point leaves a row that says sent, and the redelivery only acknowledges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+
+use crate::domain::Status;
+use crate::entity::notification;
+use crate::mail::{CHANNEL, Mailer, Rendered};
+use crate::metrics::{ChannelLabel, NotificationMetrics};
+
+#[derive(Clone)]
+pub struct Delivery {
+    pub db: DatabaseConnection,
+    pub mailer: Arc<Mailer>,
+    pub metrics: NotificationMetrics,
+    /// How long a claim keeps others from sending the same notification.
+    pub lease: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// The relay accepted it just now.
+    Now,
+    /// An earlier attempt had already sent it.
+    Already,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("another delivery of this notification is in progress")]
+    Busy,
+    #[error("{0}")]
+    Send(String),
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+}
+
+impl Delivery {
+    /// Sends `rendered` to the row's recipient unless the row says it was sent already.
+    /// `failed_status` is what a failed attempt leaves in `status` (`pending` while retries
+    /// follow).
+    pub async fn deliver(
+        &self,
+        row: &notification::Model,
+        recipient_name: &str,
+        rendered: &Rendered,
+        failed_status: Status,
+    ) -> Result<Delivered, DeliveryError> {
+        use notification::Column;
+        if row.status == Status::Sent.as_str() {
+            return Ok(Delivered::Already);
+        }
+        let now = Utc::now();
+        let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        let claimed = notification::Entity::update_many()
+            .col_expr(Column::LockedUntil, Expr::value(now + lease))
+            .filter(Column::Id.eq(row.id))
+            .filter(Column::Status.ne(Status::Sent.as_str()))
+            .filter(
+                Condition::any()
+                    .add(Column::LockedUntil.is_null())
+                    .add(Column::LockedUntil.lt(now)),
+            )
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        if claimed == 0 {
+            let current = notification::Entity::find_by_id(row.id)
+                .one(&self.db)
+                .await?;
+            return match current {
+                Some(current) if current.status == Status::Sent.as_str() => Ok(Delivered::Already),
+                _ => Err(DeliveryError::Busy),
+            };
+        }
+        let Some(recipient) = row.recipient.as_deref() else {
+            return Err(DeliveryError::Send("no recipient address".into()));
+        };
+        let outcome = self
+            .mailer
+            .send(
+                recipient_name,
+                recipient,
+                rendered,
+                Some(row.event_id.unwrap_or(row.id)),
+            )
+            .await;
+        let (status, sent_at, error) = match &outcome {
+            Ok(()) => (Status::Sent, Some(Utc::now()), None),
+            Err(e) => (failed_status, None, Some(e.to_string())),
+        };
+        // One statement records the attempt and releases the claim.
+        notification::Entity::update_many()
+            .col_expr(Column::Status, Expr::value(status.as_str()))
+            .col_expr(Column::SentAt, Expr::value(sent_at))
+            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+            .col_expr(Column::LastError, Expr::value(error.clone()))
+            .col_expr(
+                Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(Column::Id.eq(row.id))
+            .exec(&self.db)
+            .await?;
+        match (sent_at, error) {
+            (Some(sent_at), _) => {
+                self.metrics.sent(CHANNEL, &row.kind);
+                if let Some(event_time) = row.event_time {
+                    let millis = Ord::max((sent_at - event_time).num_milliseconds(), 0);
+                    self.metrics
+                        .delivery
+                        .get_or_create(&ChannelLabel {
+                            channel: CHANNEL.into(),
+                        })
+                        .observe(millis as f64 / 1000.0);
+                }
+                tracing::info!(notification_id = %row.id, kind = %row.kind, "mail sent");
+                Ok(Delivered::Now)
+            }
+            (None, error) => {
+                let error = error.unwrap_or_default();
+                self.metrics.failed(CHANNEL, &row.kind);
+                tracing::warn!(notification_id = %row.id, error = %error, "mail not sent");
+                Err(DeliveryError::Send(error))
+            }
+        }
+    }
+}

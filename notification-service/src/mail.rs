@@ -1,0 +1,321 @@
+//! Mail: templates (minijinja, plain-text and HTML parts of each mail) and the lettre
+//! transport, pooled SMTP when `smtp.url` is set, otherwise `.eml` files in the outbox folder.
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use minijinja::Environment;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::settings::{ENV_PREFIX, MailSettings, SmtpSettings};
+
+/// The mails this service writes; each has `<name>.subject.txt`, `<name>.txt` and `<name>.html`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    Welcome,
+    OrderCreated,
+    OrderStatus,
+    /// Free text sent through `POST /api/send`.
+    Message,
+}
+
+impl Template {
+    fn name(self) -> &'static str {
+        match self {
+            Template::Welcome => "welcome",
+            Template::OrderCreated => "order_created",
+            Template::OrderStatus => "order_status",
+            Template::Message => "message",
+        }
+    }
+}
+
+/// Templates are compiled into the binary: a mail cannot fail for a missing file at run time.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("../templates/layout.html")),
+    (
+        "welcome.subject.txt",
+        include_str!("../templates/welcome.subject.txt"),
+    ),
+    ("welcome.txt", include_str!("../templates/welcome.txt")),
+    ("welcome.html", include_str!("../templates/welcome.html")),
+    (
+        "order_created.subject.txt",
+        include_str!("../templates/order_created.subject.txt"),
+    ),
+    (
+        "order_created.txt",
+        include_str!("../templates/order_created.txt"),
+    ),
+    (
+        "order_created.html",
+        include_str!("../templates/order_created.html"),
+    ),
+    (
+        "order_status.subject.txt",
+        include_str!("../templates/order_status.subject.txt"),
+    ),
+    (
+        "order_status.txt",
+        include_str!("../templates/order_status.txt"),
+    ),
+    (
+        "order_status.html",
+        include_str!("../templates/order_status.html"),
+    ),
+    (
+        "message.subject.txt",
+        include_str!("../templates/message.subject.txt"),
+    ),
+    ("message.txt", include_str!("../templates/message.txt")),
+    ("message.html", include_str!("../templates/message.html")),
+];
+
+/// A mail ready to send.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("rendering the mail failed: {0}")]
+    Template(#[from] minijinja::Error),
+    #[error("invalid address {0:?}")]
+    Address(String),
+    #[error("building the mail failed: {0}")]
+    Build(#[from] lettre::error::Error),
+    #[error("SMTP: {0}")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("writing to the outbox failed: {0}")]
+    File(#[from] lettre::transport::file::Error),
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+    templates: Environment<'static>,
+}
+
+/// The `channel` label of the delivery metrics.
+pub const CHANNEL: &str = "email";
+
+impl Mailer {
+    pub fn from_settings(smtp: &SmtpSettings, mail: &MailSettings) -> anyhow::Result<Self> {
+        let from: Mailbox = smtp
+            .from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {ENV_PREFIX}__SMTP__FROM: {e}"))?;
+        let transport = match &smtp.url {
+            Some(url) if !url.expose_secret().is_empty() => {
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                    .map_err(|e| {
+                        anyhow::anyhow!("invalid configuration: {ENV_PREFIX}__SMTP__URL: {e}")
+                    })?
+                    .timeout(Some(Duration::from_secs(smtp.timeout_seconds)))
+                    .pool_config(PoolConfig::new().max_size(smtp.pool_max_size.max(1)))
+                    .build();
+                Transport::Smtp(transport)
+            }
+            _ => {
+                std::fs::create_dir_all(&mail.outbox_dir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid configuration: {ENV_PREFIX}__MAIL__OUTBOX_DIR ({}): {e}",
+                        mail.outbox_dir.display()
+                    )
+                })?;
+                tracing::info!(
+                    outbox = %mail.outbox_dir.display(),
+                    "no {ENV_PREFIX}__SMTP__URL: mail is written to the outbox folder"
+                );
+                Transport::File(AsyncFileTransport::<Tokio1Executor>::new(&mail.outbox_dir))
+            }
+        };
+        let mut templates = Environment::new();
+        for (name, source) in TEMPLATES {
+            templates.add_template(name, source)?;
+        }
+        Ok(Self {
+            transport,
+            from,
+            templates,
+        })
+    }
+
+    /// Renders the subject and both parts; HTML is escaped (the file extension decides).
+    pub fn render(
+        &self,
+        template: Template,
+        context: impl Serialize,
+    ) -> Result<Rendered, MailError> {
+        let context = minijinja::Value::from(minijinja::value::Serde(context));
+        let part = |suffix: &str| -> Result<String, MailError> {
+            let name = format!("{}.{suffix}", template.name());
+            Ok(self.templates.get_template(&name)?.render(&context)?)
+        };
+        let subject = part("subject.txt")?.trim().to_owned();
+        let html = {
+            let name = format!("{}.html", template.name());
+            self.templates
+                .get_template(&name)?
+                .render(minijinja::context! { subject => &subject, ..context.clone() })?
+        };
+        Ok(Rendered {
+            subject,
+            text: part("txt")?,
+            html,
+        })
+    }
+
+    /// Sends one mail, in a span `smtp send` (a child of the current span). With `message_id`
+    /// the `Message-ID` is derived from it, so a receiving system sees a resend as the same mail.
+    pub async fn send(
+        &self,
+        to_name: &str,
+        to_email: &str,
+        rendered: &Rendered,
+        message_id: Option<Uuid>,
+    ) -> Result<(), MailError> {
+        let to = Mailbox::new(
+            Some(to_name.to_owned()),
+            to_email
+                .parse()
+                .map_err(|_| MailError::Address(to_email.to_owned()))?,
+        );
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject.clone())
+            .message_id(
+                message_id
+                    .map(|id| format!("<{id}@notification-service>"))
+                    .or_else(|| Some(format!("<{}@notification-service>", Uuid::now_v7()))),
+            )
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text.clone(),
+                rendered.html.clone(),
+            ))?;
+        let span = tracing::info_span!(
+            "smtp send",
+            otel.kind = "client",
+            transport = match self.transport {
+                Transport::Smtp(_) => "smtp",
+                Transport::File(_) => "file",
+            },
+            otel.status_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let outcome = async {
+            match &self.transport {
+                Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(Into::into),
+                Transport::File(file) => file.send(message).await.map(|_| ()).map_err(Into::into),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        if let Err(e) = &outcome {
+            span.record("otel.status_code", "ERROR");
+            span.record("error", tracing::field::display(e));
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_mailer() -> Mailer {
+        let dir = std::env::temp_dir().join(format!("outbox-{}", Uuid::new_v4().simple()));
+        let mail = MailSettings { outbox_dir: dir };
+        Mailer::from_settings(&SmtpSettings::default(), &mail).expect("mailer")
+    }
+
+    #[test]
+    fn every_template_renders_both_parts() {
+        let mailer = file_mailer();
+        let context = serde_json::json!({
+            "name": "Ada", "email": "ada@example.com", "order_id": "o-1", "order_ref": "O1",
+            "items": [{"product_id": "p", "quantity": 2, "price": "1.50"}],
+            "total_amount": "3.00", "shipping_address": "Here", "from": "pending",
+            "to": "shipped", "title": "Hi", "message": "Text",
+        });
+        for template in [
+            Template::Welcome,
+            Template::OrderCreated,
+            Template::OrderStatus,
+            Template::Message,
+        ] {
+            let rendered = mailer.render(template, &context).expect("renders");
+            assert!(!rendered.subject.is_empty() && !rendered.subject.contains('\n'));
+            assert!(
+                rendered.text.contains("Ada"),
+                "{template:?}: {}",
+                rendered.text
+            );
+            assert!(
+                rendered.html.contains("<h1>Hello Ada,</h1>"),
+                "{template:?}"
+            );
+            assert!(
+                rendered
+                    .html
+                    .contains(&format!("<title>{}</title>", rendered.subject))
+            );
+        }
+    }
+
+    #[test]
+    fn html_is_escaped_and_text_is_not() {
+        let rendered = file_mailer()
+            .render(
+                Template::Message,
+                serde_json::json!({"name": "A&B", "title": "T", "message": "<b>x</b>"}),
+            )
+            .unwrap();
+        assert!(
+            rendered.html.contains("&lt;b&gt;x&lt;&#x2f;b&gt;")
+                || rendered.html.contains("&lt;b&gt;")
+        );
+        assert!(rendered.text.contains("<b>x</b>"));
+    }
+
+    #[tokio::test]
+    async fn without_smtp_mail_lands_in_the_outbox_folder() {
+        let dir = std::env::temp_dir().join(format!("outbox-{}", Uuid::new_v4().simple()));
+        let mail = MailSettings {
+            outbox_dir: dir.clone(),
+        };
+        let mailer = Mailer::from_settings(&SmtpSettings::default(), &mail).unwrap();
+        let rendered = mailer
+            .render(
+                Template::Welcome,
+                serde_json::json!({"name": "Ada", "email": "ada@example.com"}),
+            )
+            .unwrap();
+        mailer
+            .send("Ada", "ada@example.com", &rendered, None)
+            .await
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        let eml = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+        assert!(eml.contains("Subject: Welcome to the Microservices Platform, Ada"));
+        assert!(
+            eml.contains("To: \"Ada\" <ada@example.com>")
+                || eml.contains("To: Ada <ada@example.com>")
+        );
+    }
+}

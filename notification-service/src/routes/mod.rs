@@ -1,0 +1,26 @@
+//! HTTP routes: the notification API of the original Gin service.
+pub mod notifications;
+
+use sea_orm::DatabaseConnection;
+
+use crate::delivery::Delivery;
+
+pub type ApiError = service_kit::http::ApiError<service_kit::http::Envelope>;
+pub type Authenticated = service_kit::auth::Authenticated<service_kit::http::Envelope>;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub delivery: Delivery,
+}
+
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.service(notifications::list)
+        .service(notifications::create)
+        .service(notifications::send)
+        .service(notifications::list_for_user)
+        .service(notifications::get)
+        .service(notifications::mark_read)
+        .service(notifications::delete);
+}

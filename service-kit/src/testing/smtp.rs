@@ -1,0 +1,329 @@
+//! An SMTP server for tests: speaks enough of RFC 5321 for lettre (EHLO/HELO, MAIL, RCPT,
+//! DATA with dot-unstuffing, RSET, NOOP, QUIT), keeps every mail it accepts, and can be
+//! stopped and started again on the same port to play a relay that goes away and comes back.
+//!
+//! ```ignore
+//! let sink = SmtpSink::start().await;
+//! // point the service at sink.url() …
+//! let mail = sink.wait_for(1, Duration::from_secs(5)).await.remove(0);
+//! assert_eq!(mail.to, ["ada@example.com"]);
+//! assert!(mail.text().contains("Hello Ada"));
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// One mail as the sink received it.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    /// The envelope sender (`MAIL FROM`).
+    pub from: String,
+    /// The envelope recipients (`RCPT TO`).
+    pub to: Vec<String>,
+    /// The message as sent after `DATA` (headers and body), dot-unstuffed.
+    pub data: String,
+}
+
+impl ReceivedMail {
+    /// The first header `name` of the message (unfolded), if any.
+    pub fn header(&self, name: &str) -> Option<String> {
+        header_in(headers_of(&self.data), name)
+    }
+
+    pub fn subject(&self) -> Option<String> {
+        self.header("Subject")
+    }
+
+    /// The decoded `text/plain` part (or the body of a single-part mail).
+    pub fn text(&self) -> String {
+        self.part("text/plain").unwrap_or_default()
+    }
+
+    /// The decoded `text/html` part, if the mail has one.
+    pub fn html(&self) -> Option<String> {
+        self.part("text/html")
+    }
+
+    fn part(&self, content_type: &str) -> Option<String> {
+        let (headers, body) = split_head(&self.data);
+        let top_type = header_in(headers, "Content-Type").unwrap_or_default();
+        let Some(boundary) = boundary(&top_type) else {
+            return top_type
+                .to_ascii_lowercase()
+                .starts_with(content_type)
+                .then(|| decode(headers, body))
+                .or_else(|| (content_type == "text/plain").then(|| decode(headers, body)));
+        };
+        body.split(&format!("--{boundary}"))
+            .skip(1)
+            .filter(|part| !part.starts_with("--"))
+            .find_map(|part| {
+                let part = part.trim_start_matches(['\r', '\n']);
+                let (headers, body) = split_head(part);
+                let kind = header_in(headers, "Content-Type").unwrap_or_default();
+                kind.to_ascii_lowercase()
+                    .starts_with(content_type)
+                    .then(|| decode(headers, body))
+            })
+    }
+}
+
+fn split_head(data: &str) -> (&str, &str) {
+    data.split_once("\r\n\r\n").unwrap_or((data, ""))
+}
+
+fn headers_of(data: &str) -> &str {
+    split_head(data).0
+}
+
+fn header_in(headers: &str, name: &str) -> Option<String> {
+    let unfolded = headers.replace("\r\n ", " ").replace("\r\n\t", " ");
+    unfolded.split("\r\n").find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
+fn boundary(content_type: &str) -> Option<String> {
+    let at = content_type.to_ascii_lowercase().find("boundary=")?;
+    let value = &content_type[at + "boundary=".len()..];
+    let value = value.split(';').next()?.trim().trim_matches('"');
+    Some(value.to_owned())
+}
+
+fn decode(headers: &str, body: &str) -> String {
+    let encoding = header_in(headers, "Content-Transfer-Encoding")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "base64" => {
+            let compact: String = body.split_whitespace().collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_else(|_| body.to_owned())
+        }
+        "quoted-printable" => decode_quoted_printable(body),
+        _ => body.to_owned(),
+    }
+    .trim_end_matches(['\r', '\n'])
+    .to_owned()
+}
+
+fn decode_quoted_printable(body: &str) -> String {
+    let mut bytes = Vec::with_capacity(body.len());
+    let raw = body.replace("=\r\n", "");
+    let mut input = raw.bytes();
+    while let Some(b) = input.next() {
+        if b == b'=' {
+            let hex: Vec<u8> = input.by_ref().take(2).collect();
+            match std::str::from_utf8(&hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(byte) => bytes.push(byte),
+                None => bytes.extend(std::iter::once(b'=').chain(hex)),
+            }
+        } else {
+            bytes.push(b);
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A running (or stopped) sink; stops when dropped.
+pub struct SmtpSink {
+    addr: SocketAddr,
+    mails: Arc<Mutex<Vec<ReceivedMail>>>,
+    running: Mutex<CancellationToken>,
+}
+
+impl SmtpSink {
+    /// Listens on a free loopback port.
+    pub async fn start() -> Self {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let addr = probe.local_addr().expect("bound address");
+        drop(probe);
+        let sink = Self {
+            addr,
+            mails: Arc::default(),
+            running: Mutex::new(CancellationToken::new()),
+        };
+        sink.listen().await;
+        sink
+    }
+
+    /// `smtp://127.0.0.1:PORT` (plain SMTP, no TLS, no authentication), for lettre's `from_url`.
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Every mail accepted so far.
+    pub fn mails(&self) -> Vec<ReceivedMail> {
+        self.mails.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `count` mails arrived (panics after `timeout`).
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<ReceivedMail> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mails = self.mails();
+            if mails.len() >= count {
+                return mails;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {count} mail(s) within {timeout:?}, got {}",
+                mails.len()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Closes the port and every open connection: clients get "connection refused".
+    pub fn stop(&self) {
+        self.running.lock().unwrap().cancel();
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&self) {
+        self.stop();
+        *self.running.lock().unwrap() = CancellationToken::new();
+        self.listen().await;
+    }
+
+    async fn listen(&self) {
+        let token = self.running.lock().unwrap().clone();
+        let bind = || -> std::io::Result<tokio::net::TcpListener> {
+            let socket = TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(self.addr)?;
+            socket.listen(64)
+        };
+        // The previous listener may take a moment to release the port.
+        let mut bound = bind();
+        for _ in 0..50 {
+            if bound.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            bound = bind();
+        }
+        let listener = bound.expect("SMTP sink listens on its port");
+        let mails = self.mails.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let mails = mails.clone();
+                        let token = token.clone();
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                _ = token.cancelled() => {}
+                                _ = session(stream, mails) => {}
+                            }
+                        });
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn session(stream: TcpStream, mails: Arc<Mutex<Vec<ReceivedMail>>>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    write
+        .write_all(b"220 sink.test ESMTP test sink\r\n")
+        .await?;
+    let mut from = String::new();
+    let mut to = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let command = line.trim_end().to_owned();
+        let verb = command
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" => b"250-sink.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n",
+            "HELO" | "NOOP" => b"250 OK\r\n",
+            "MAIL" => {
+                from = address(&command);
+                to.clear();
+                b"250 OK\r\n"
+            }
+            "RCPT" => {
+                to.push(address(&command));
+                b"250 OK\r\n"
+            }
+            "RSET" => {
+                from.clear();
+                to.clear();
+                b"250 OK\r\n"
+            }
+            "DATA" => {
+                write
+                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
+                let mut data = String::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                }
+                mails.lock().unwrap().push(ReceivedMail {
+                    from: std::mem::take(&mut from),
+                    to: std::mem::take(&mut to),
+                    data,
+                });
+                b"250 OK queued\r\n"
+            }
+            "QUIT" => {
+                write.write_all(b"221 Bye\r\n").await?;
+                return Ok(());
+            }
+            _ => b"502 Command not implemented\r\n",
+        };
+        write.write_all(reply).await?;
+    }
+}
+
+/// The address in `MAIL FROM:<a@b>` / `RCPT TO:<a@b>`.
+fn address(command: &str) -> String {
+    let start = command.find('<').map_or(0, |i| i + 1);
+    let end = command[start..]
+        .find('>')
+        .map_or(command.len(), |i| start + i);
+    command[start..end].trim().to_owned()
+}
