@@ -2,21 +2,17 @@
 //! against user-service's JWKS, the user-service client, HTTP server, outbox relay. Tests
 //! start it on port 0 exactly as `main` does.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use service_kit::CancellationToken;
 use service_kit::auth::Verifier;
 use service_kit::events::{OutboxMetrics, OutboxRelay, OutboxSignal};
 use service_kit::http::{Detail, Ops};
-use service_kit::metrics::{HttpMetrics, Registry, record_http_metrics};
-use service_kit::telemetry::HttpRootSpan;
-use tracing_actix_web::TracingLogger;
+use service_kit::metrics::{HttpMetrics, Registry};
 use utoipa::OpenApi;
 
 use crate::metrics::OrderMetrics;
@@ -84,35 +80,19 @@ impl Application {
             openapi: Arc::new(ApiDoc::openapi().to_json()?),
             max_body_bytes: settings.http.max_body_bytes,
         };
-        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {}:{} ({ENV_PREFIX}__HTTP__HOST/PORT): {e}",
-                    settings.http.host,
-                    settings.http.port
-                )
-            })?;
-        let port = listener.local_addr()?.port();
         let state = web::Data::new(state);
         let verifier = web::Data::new(verifier);
-        let http_metrics = web::Data::new(http_metrics);
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(record_http_metrics))
-                .wrap(TracingLogger::<HttpRootSpan>::new())
-                .app_data(state.clone())
-                .app_data(verifier.clone())
-                .app_data(http_metrics.clone())
-                .configure(routes::configure)
-                .configure(|cfg| service_kit::http::configure::<Detail>(cfg, &ops))
-        })
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(settings.http.shutdown_timeout_seconds);
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
-        let server = server.run();
+        let (server, port) = service_kit::http::start_server::<Detail>(
+            &settings.http,
+            ENV_PREFIX,
+            ops,
+            http_metrics,
+            move |cfg| {
+                cfg.app_data(state.clone())
+                    .app_data(verifier.clone())
+                    .configure(routes::configure);
+            },
+        )?;
 
         let relay = OutboxRelay {
             db: db.clone(),

@@ -152,6 +152,48 @@ pub fn configure<S: ErrorStyle>(cfg: &mut web::ServiceConfig, ops: &Ops) {
     .default_service(web::to(not_found::<S>));
 }
 
+/// Binds the listener and starts the HTTP server every service runs: trace and metrics
+/// middleware, the service's own `routes` (with their app data), then [`configure`]'s
+/// extractor settings, ops endpoints and fallback. Returns the running server (drive it with
+/// [`crate::run_until_stopped`]) and the port it bound (tests ask for port 0).
+pub fn start_server<S: ErrorStyle>(
+    settings: &crate::settings::HttpSettings,
+    prefix: &str,
+    ops: Ops,
+    http_metrics: crate::metrics::HttpMetrics,
+    routes: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+) -> anyhow::Result<(actix_web::dev::Server, u16)> {
+    let listener =
+        std::net::TcpListener::bind((settings.host.as_str(), settings.port)).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}:{} ({prefix}__HTTP__HOST/PORT): {e}",
+                settings.host,
+                settings.port
+            )
+        })?;
+    let port = listener.local_addr()?.port();
+    let http_metrics = web::Data::new(http_metrics);
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(
+                crate::metrics::record_http_metrics,
+            ))
+            .wrap(tracing_actix_web::TracingLogger::<
+                crate::telemetry::HttpRootSpan,
+            >::new())
+            .app_data(http_metrics.clone())
+            .configure(routes.clone())
+            .configure(|cfg| configure::<S>(cfg, &ops))
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_timeout_seconds);
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    Ok((server.run(), port))
+}
+
 async fn not_found<S: ErrorStyle>(request: HttpRequest) -> Result<HttpResponse, ApiError<S>> {
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
