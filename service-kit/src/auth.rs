@@ -320,3 +320,23 @@ pub fn pkcs8_pem(der: &[u8]) -> String {
         lines.join("\n")
     )
 }
+
+/// Declares the `bearer` (JWT) security scheme that operations reference with
+/// `security(("bearer" = []))`; add it with `#[openapi(modifiers(&BearerAuth))]`.
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
