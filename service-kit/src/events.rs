@@ -358,16 +358,36 @@ impl OutboxRelay {
         &self,
         js: &async_nats::jetstream::Context,
     ) -> anyhow::Result<usize> {
-        let txn = self.db.begin().await?;
+        let published = if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            // Several replicas share the table: each locks the rows it publishes and skips the
+            // rows the others hold, until it has marked them.
+            let txn = self.db.begin().await?;
+            let published = self.publish_pending(&txn, js, true).await?;
+            txn.commit().await?;
+            published
+        } else {
+            // SQLite has one writer and one relay: holding a transaction across the network
+            // round trip would block the request handlers' writes, so read, publish, then mark.
+            self.publish_pending(&self.db, js, false).await?
+        };
+        self.metrics.published.inc_by(published as u64);
+        Ok(published)
+    }
+
+    async fn publish_pending(
+        &self,
+        conn: &impl ConnectionTrait,
+        js: &async_nats::jetstream::Context,
+        lock: bool,
+    ) -> anyhow::Result<usize> {
         let mut query = outbox::Entity::find()
             .filter(outbox::Column::PublishedAt.is_null())
             .order_by_asc(outbox::Column::Id)
             .limit(BATCH);
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            // Several replicas share the table: each takes rows the others are not publishing.
+        if lock {
             query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
-        let rows = query.all(&txn).await?;
+        let rows = query.all(conn).await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -411,10 +431,8 @@ impl OutboxRelay {
                 sea_orm::sea_query::Expr::value(Utc::now()),
             )
             .filter(outbox::Column::Id.is_in(ids))
-            .exec(&txn)
+            .exec(conn)
             .await?;
-        txn.commit().await?;
-        self.metrics.published.inc_by(rows.len() as u64);
         Ok(rows.len())
     }
 }
