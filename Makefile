@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make up` (run the platform) and `make test` (run every test).
 SHELL := /usr/bin/env bash
 
-.PHONY: up down demo test lint validate bench build release help
+.PHONY: up down demo test lint validate bench bench-smoke build release help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,8 +25,11 @@ lint: ## cargo fmt --check and clippy -D warnings
 validate: ## Validate the deployment artifacts (Helm, Kubernetes/CRD schemas, Kong, Istio, Argo CD, rules)
 	@scripts/validate.sh
 
-bench: ## Load-test the release build and print the figures
+bench: ## Load-test the release build (SQLite and PostgreSQL) and print the figures (BENCH_SMOKE=1: quick)
 	@bench/run.sh
+
+bench-smoke: ## The benchmark in smoke mode: a second or two per scenario (CI)
+	@BENCH_SMOKE=1 bench/run.sh
 
 build: ## Debug build of the services
 	cargo build --workspace --bins
