@@ -4,11 +4,14 @@
 //! - [`telemetry`]: JSON logs, OpenTelemetry traces over OTLP, W3C context propagation;
 //! - [`metrics`]: Prometheus HTTP/process metrics and `/metrics`;
 //! - [`http`]: error bodies in each service's shape, 4xx for bad input, ops endpoints;
+//! - [`audit`]: the `audit_log` table, the middleware that records audited requests, `GET /api/audit`;
 //! - [`auth`]: RS256 token verification against user-service's JWKS, ownership checks;
 //! - [`events`]: the CloudEvents contract, the outbox table and its relay to JetStream;
 //! - [`database`], [`nats`]: connections; [`shutdown`]: the shared cancellation signal.
 
+pub mod audit;
 pub mod auth;
+pub mod cli;
 pub mod database;
 pub mod events;
 pub mod http;
