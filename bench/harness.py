@@ -231,6 +231,7 @@ def wrk(url: str, script: str, seconds: int, extra_env: dict) -> dict:
         "BENCH_SEED": str(SEED),
     })
     env.update({k: str(v) for k, v in extra_env.items()})
+    env["BENCH_TAG"] = f"{extra_env.get('BENCH_TAG', '')}{time.monotonic_ns()}"  # unique per run
     argv = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
             "-s", str(WRK_DIR / script), url]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
