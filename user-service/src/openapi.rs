@@ -1,4 +1,5 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use service_kit::audit::ENVELOPE_DOC;
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{auth, users};
@@ -7,7 +8,7 @@ use crate::routes::{auth, users};
 #[openapi(
     info(title = "user-service", description = "Users, login and the token keys of the microservices platform."),
     paths(users::list, users::get, users::create, users::update, users::delete, auth::login, auth::jwks),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ENVELOPE_DOC),
 )]
 pub struct ApiDoc;
 

@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use secrecy::ExposeSecret;
 use service_kit::CancellationToken;
+use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
 use service_kit::events::{OutboxMetrics, OutboxRelay, OutboxSignal};
 use service_kit::http::{Envelope, Ops};
@@ -129,6 +130,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(state);
         let verifier = web::Data::new(verifier);
+        let audit_log = web::Data::new(AuditLog { db: db.clone() });
         let http_metrics = web::Data::new(http_metrics);
         let mut server = HttpServer::new(move || {
             App::new()
@@ -136,6 +138,7 @@ impl Application {
                 .wrap(TracingLogger::<HttpRootSpan>::new())
                 .app_data(state.clone())
                 .app_data(verifier.clone())
+                .app_data(audit_log.clone())
                 .app_data(http_metrics.clone())
                 .configure(routes::configure)
                 .configure(|cfg| service_kit::http::configure::<Envelope>(cfg, &ops))

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
+use service_kit::audit::{Audit, Audited};
 use service_kit::auth::{Claims, Role};
 use utoipa::ToSchema;
 
@@ -44,9 +45,13 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     post, path = "/api/auth/login", tag = "auth", request_body = Login,
     responses((status = 200, body = TokenEnvelope), (status = 400), (status = 401))
 )]
-#[post("/api/auth/login")]
+#[post(
+    "/api/auth/login",
+    wrap = "Audited::new(\"auth.login\", \"user\").failing_as(\"auth.login_failed\")"
+)]
 pub async fn login(
     state: web::Data<AppState>,
+    audit: Audit,
     body: web::Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
     let Login { email, password } = body.into_inner();
@@ -99,6 +104,7 @@ pub async fn login(
         tracing::error!(error = %e, "signing a token failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
     })?;
+    audit.actor(claims.sub, claims.role);
     state
         .metrics
         .logins

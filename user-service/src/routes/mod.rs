@@ -63,5 +63,6 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         .service(users::update)
         .service(users::delete)
         .service(auth::login)
-        .service(auth::jwks);
+        .service(auth::jwks)
+        .configure(service_kit::audit::configure::<service_kit::http::Envelope>);
 }

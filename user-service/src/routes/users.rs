@@ -9,6 +9,7 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
+use service_kit::audit::{Audit, Audited};
 use service_kit::auth::{Role, ensure_admin, ensure_may_act_for};
 use service_kit::events::{self, UserDeleted, UserRegistered, UserUpdated};
 use service_kit::http::{Page, TOTAL_COUNT, is_unique_violation};
@@ -175,9 +176,10 @@ pub async fn get(
     post, path = "/api/users", tag = "users", request_body = CreateUser,
     responses((status = 201, body = UserEnvelope), (status = 400), (status = 409), (status = 413))
 )]
-#[post("/api/users")]
+#[post("/api/users", wrap = "Audited::new(\"user.create\", \"user\")")]
 pub async fn create(
     state: web::Data<AppState>,
+    audit: Audit,
     body: web::Json<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -194,6 +196,7 @@ pub async fn create(
     let created = insert_user(&txn, &state, name, email, password_hash, Role::User)
         .await
         .map_err(duplicate)?;
+    audit.record(&txn, created.id, &[]).await?;
     txn.commit().await.map_err(duplicate)?;
     state.outbox.notify();
     state.metrics.registered.inc();
@@ -241,15 +244,24 @@ pub async fn insert_user(
     responses((status = 200, body = UserEnvelope), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)),
     security(("bearer" = []))
 )]
-#[put("/api/users/{id}")]
+#[put("/api/users/{id}", wrap = "Audited::new(\"user.update\", \"user\")")]
 pub async fn update(
     state: web::Data<AppState>,
+    audit: Audit,
     caller: Authenticated,
     id: web::Path<Uuid>,
     body: web::Json<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
     ensure_may_act_for(&caller, *id)?;
     let body = body.into_inner();
+    let changed: Vec<&str> = [
+        ("name", body.name.is_some()),
+        ("email", body.email.is_some()),
+        ("password", body.password.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, given)| given.then_some(field))
+    .collect();
     let name = body
         .name
         .as_deref()
@@ -290,6 +302,7 @@ pub async fn update(
         email: updated.email.clone(),
     };
     events::enqueue(&txn, &state.settings.nats, SERVICE, &event).await?;
+    audit.record(&txn, updated.id, &changed).await?;
     txn.commit().await.map_err(duplicate)?;
     state.outbox.notify();
     Ok(HttpResponse::Ok().json(UserEnvelope {
@@ -305,9 +318,10 @@ pub async fn update(
     responses((status = 200, body = DeletedEnvelope), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = []))
 )]
-#[delete("/api/users/{id}")]
+#[delete("/api/users/{id}", wrap = "Audited::new(\"user.delete\", \"user\")")]
 pub async fn delete(
     state: web::Data<AppState>,
+    audit: Audit,
     caller: Authenticated,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -328,6 +342,7 @@ pub async fn delete(
         },
     )
     .await?;
+    audit.record(&txn, existing.id, &[]).await?;
     txn.commit().await?;
     state.outbox.notify();
     Ok(HttpResponse::Ok().json(DeletedEnvelope {

@@ -2,6 +2,7 @@
 //! file and a fresh PostgreSQL database, with a real NATS JetStream.
 mod helpers;
 
+mod audit;
 mod auth;
 mod events;
 mod ops;
