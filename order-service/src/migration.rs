@@ -9,6 +9,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(service_kit::events::migration::CreateOutbox),
             Box::new(CreateOrders),
+            Box::new(service_kit::audit::migration::CreateAuditLog),
         ]
     }
 }

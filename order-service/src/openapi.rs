@@ -1,3 +1,4 @@
+use service_kit::audit::DETAIL_DOC;
 use service_kit::auth::BearerAuth;
 use utoipa::OpenApi;
 
@@ -16,6 +17,6 @@ use crate::routes::orders;
                        field as `{type, loc, msg}`."
     ),
     paths(orders::list, orders::list_for_user, orders::get, orders::create, orders::update_status, orders::delete),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &DETAIL_DOC),
 )]
 pub struct ApiDoc;

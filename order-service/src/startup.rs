@@ -9,6 +9,7 @@ use actix_web::web;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use service_kit::CancellationToken;
+use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
 use service_kit::events::{OutboxMetrics, OutboxRelay, OutboxSignal};
 use service_kit::http::{Detail, Ops};
@@ -82,6 +83,7 @@ impl Application {
         };
         let state = web::Data::new(state);
         let verifier = web::Data::new(verifier);
+        let audit_log = web::Data::new(AuditLog { db: db.clone() });
         let (server, port) = service_kit::http::start_server::<Detail>(
             &settings.http,
             ENV_PREFIX,
@@ -90,6 +92,7 @@ impl Application {
             move |cfg| {
                 cfg.app_data(state.clone())
                     .app_data(verifier.clone())
+                    .app_data(audit_log.clone())
                     .configure(routes::configure);
             },
         )?;

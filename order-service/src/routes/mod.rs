@@ -88,5 +88,6 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         .service(orders::get)
         .service(orders::create)
         .service(orders::update_status)
-        .service(orders::delete);
+        .service(orders::delete)
+        .configure(service_kit::audit::configure::<Detail>);
 }

@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use service_kit::audit::{Audit, Audited};
 use service_kit::auth::{ensure_admin, ensure_may_act_for};
 use service_kit::http::{Page, TOTAL_COUNT, is_unique_violation};
 use utoipa::{IntoParams, ToSchema};
@@ -226,9 +227,10 @@ pub async fn get(
     ),
     security(("bearer" = []))
 )]
-#[post("/api/orders")]
+#[post("/api/orders", wrap = "Audited::new(\"order.create\", \"order\")")]
 pub async fn create(
     state: web::Data<AppState>,
+    audit: Audit,
     caller: Authenticated,
     request: HttpRequest,
     body: web::Json<OrderBody>,
@@ -282,6 +284,7 @@ pub async fn create(
         return replay(&state, earlier).await;
     }
     let order = store::insert(&txn, &state.settings.nats, id, new).await?;
+    audit.record(&txn, order.row.id, &[]).await?;
     txn.commit().await?;
     state.outbox.notify();
     state.metrics.order_created(order.row.total_amount);
@@ -324,9 +327,13 @@ async fn replay(state: &AppState, earlier: Earlier) -> Result<HttpResponse, Erro
     ),
     security(("bearer" = []))
 )]
-#[patch("/api/orders/{id}")]
+#[patch(
+    "/api/orders/{id}",
+    wrap = "Audited::new(\"order.status_change\", \"order\")"
+)]
 pub async fn update_status(
     state: web::Data<AppState>,
+    audit: Audit,
     caller: Authenticated,
     id: web::Path<Uuid>,
     query: web::Query<NewStatus>,
@@ -359,6 +366,7 @@ pub async fn update_status(
         .into());
     }
     store::set_status(&txn, &state.settings.nats, &mut order, to).await?;
+    audit.record(&txn, order.row.id, &["status"]).await?;
     txn.commit().await?;
     state.outbox.notify();
     state.metrics.status_changed(from, to);
@@ -374,9 +382,10 @@ pub async fn update_status(
     responses((status = 200, body = OrderEnvelope), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = []))
 )]
-#[delete("/api/orders/{id}")]
+#[delete("/api/orders/{id}", wrap = "Audited::new(\"order.delete\", \"order\")")]
 pub async fn delete(
     state: web::Data<AppState>,
+    audit: Audit,
     caller: Authenticated,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Error> {
@@ -397,6 +406,7 @@ pub async fn delete(
         .await?;
     }
     store::delete(&txn, order.row.id).await?;
+    audit.record(&txn, order.row.id, &[]).await?;
     txn.commit().await?;
     if cancelled {
         state.outbox.notify();

@@ -2,6 +2,7 @@
 //! each on a fresh SQLite file or a fresh PostgreSQL database, with a real NATS JetStream.
 mod helpers;
 
+mod audit;
 mod authorization;
 mod events;
 mod idempotency;
