@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateNotifications),
             Box::new(CreateContacts),
             Box::new(CreateDeadLetters),
+            Box::new(service_kit::audit::migration::CreateAuditLog),
         ]
     }
 }

@@ -1,4 +1,5 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use service_kit::audit::ENVELOPE_DOC;
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::notifications;
@@ -11,7 +12,7 @@ use crate::routes::notifications;
         notifications::list_for_user, notifications::mark_read, notifications::delete,
         notifications::send,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ENVELOPE_DOC),
 )]
 pub struct ApiDoc;
 

@@ -11,6 +11,7 @@ use actix_web::{App, HttpServer, web};
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use service_kit::CancellationToken;
+use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
 use service_kit::http::{Envelope, Ops, ReadinessChecks};
 use service_kit::metrics::{HttpMetrics, Registry, record_http_metrics};
@@ -118,6 +119,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(state);
         let verifier = web::Data::new(verifier);
+        let audit_log = web::Data::new(AuditLog { db: db.clone() });
         let http_metrics = web::Data::new(http_metrics);
         let readiness = web::Data::new(readiness);
         let mut server = HttpServer::new(move || {
@@ -126,6 +128,7 @@ impl Application {
                 .wrap(TracingLogger::<HttpRootSpan>::new())
                 .app_data(state.clone())
                 .app_data(verifier.clone())
+                .app_data(audit_log.clone())
                 .app_data(http_metrics.clone())
                 .app_data(readiness.clone())
                 .configure(routes::configure)

@@ -652,3 +652,51 @@ impl utoipa::Modify for AuditDoc<Detail> {
         openapi.merge(<BareDoc as utoipa::OpenApi>::openapi());
     }
 }
+
+#[cfg(feature = "testing")]
+pub mod testing {
+    //! What the services' audit tests share.
+    use reqwest::{RequestBuilder, StatusCode};
+    use serde_json::Value;
+
+    /// `GET {base}/api/audit{query}` as `token`: status, `X-Total-Count` and body.
+    pub async fn read(
+        client: &reqwest::Client,
+        base: &str,
+        query: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, u64, Value) {
+        let mut request = client.get(format!("{base}/api/audit{query}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("GET /api/audit");
+        let total = response
+            .headers()
+            .get(crate::http::TOTAL_COUNT)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        let status = response.status();
+        (status, total, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends `request` as `token` with a fresh `traceparent`: status, body and the trace id the
+    /// audit entry must carry.
+    pub async fn traced(
+        request: RequestBuilder,
+        token: Option<&str>,
+    ) -> (StatusCode, Value, String) {
+        let (traceparent, trace_id) = crate::testing::new_traceparent();
+        let mut request = request.header("traceparent", traceparent);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("audited request");
+        let status = response.status();
+        (
+            status,
+            response.json().await.unwrap_or(Value::Null),
+            trace_id,
+        )
+    }
+}

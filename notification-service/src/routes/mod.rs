@@ -22,5 +22,6 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         .service(notifications::list_for_user)
         .service(notifications::get)
         .service(notifications::mark_read)
-        .service(notifications::delete);
+        .service(notifications::delete)
+        .configure(service_kit::audit::configure::<service_kit::http::Envelope>);
 }

@@ -9,6 +9,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Select,
 };
 use serde::{Deserialize, Serialize};
+use service_kit::audit::{Audit, Audited};
 use service_kit::auth::{Caller, ensure_admin, ensure_may_act_for};
 use service_kit::http::{Page, TOTAL_COUNT};
 use utoipa::ToSchema;
@@ -238,9 +239,13 @@ pub async fn get(
     responses((status = 201, body = NotificationEnvelope), (status = 400), (status = 401), (status = 403), (status = 413)),
     security(("bearer" = []))
 )]
-#[post("/api/notifications")]
+#[post(
+    "/api/notifications",
+    wrap = "Audited::new(\"notification.create\", \"notification\")"
+)]
 pub async fn create(
     state: web::Data<AppState>,
+    audit: Audit,
     caller: Authenticated,
     body: web::Json<NewNotification>,
 ) -> Result<HttpResponse, ApiError> {
@@ -249,6 +254,7 @@ pub async fn create(
     let created = new_row(new, Channel::InApp, Status::Unread, None)
         .insert(&state.db)
         .await?;
+    audit.target(created.id);
     Ok(HttpResponse::Created().json(NotificationEnvelope {
         success: true,
         data: created.into(),
@@ -289,7 +295,10 @@ fn new_row(
     responses((status = 200, body = NotificationEnvelope), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = []))
 )]
-#[patch("/api/notifications/{id}/read")]
+#[patch(
+    "/api/notifications/{id}/read",
+    wrap = "Audited::new(\"notification.read\", \"notification\")"
+)]
 pub async fn mark_read(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -320,7 +329,10 @@ pub async fn mark_read(
     responses((status = 200, body = MessageEnvelope), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = []))
 )]
-#[delete("/api/notifications/{id}")]
+#[delete(
+    "/api/notifications/{id}",
+    wrap = "Audited::new(\"notification.delete\", \"notification\")"
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -348,9 +360,13 @@ pub async fn delete(
     ),
     security(("bearer" = []))
 )]
-#[post("/api/send")]
+#[post(
+    "/api/send",
+    wrap = "Audited::new(\"notification.send\", \"notification\")"
+)]
 pub async fn send(
     state: web::Data<AppState>,
+    audit: Audit,
     caller: Authenticated,
     body: web::Json<NewNotification>,
 ) -> Result<HttpResponse, ApiError> {
@@ -379,6 +395,7 @@ pub async fn send(
     let row = new_row(new, Channel::Email, Status::Pending, Some(recipient.email))
         .insert(&state.db)
         .await?;
+    audit.target(row.id);
     match state
         .delivery
         .deliver(&row, &recipient.name, &rendered, Status::Failed)

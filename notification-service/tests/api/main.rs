@@ -4,6 +4,8 @@
 //! (`service_kit::testing::smtp::SmtpSink`) that receives the mail.
 mod helpers;
 
+mod audit;
 mod events;
 mod notifications;
 mod ops;
+mod replicas;

@@ -5,33 +5,18 @@ use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use service_kit::audit::entity as audit_log;
-use service_kit::testing::new_traceparent;
 
 use crate::helpers::*;
 use crate::on_both_backends;
 
-/// `GET /api/audit{query}`: status, `X-Total-Count` and body.
 async fn audit(app: &TestApp, query: &str, token: Option<&str>) -> (StatusCode, u64, Value) {
-    let response = app.get_as(&format!("/api/audit{query}"), token).await;
-    let total = response
-        .headers()
-        .get("X-Total-Count")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
-    let (status, body) = status_and_json(response).await;
-    (status, total, body)
+    service_kit::audit::testing::read(&app.client, &app.address, query, token).await
 }
 
 /// Sends `request` as `user` with a fresh `traceparent`: status and trace id.
 async fn traced(request: reqwest::RequestBuilder, user: &User) -> (StatusCode, String) {
-    let (traceparent, trace_id) = new_traceparent();
-    let response = request
-        .bearer_auth(&user.token)
-        .header("traceparent", traceparent)
-        .send()
-        .await
-        .unwrap();
-    (response.status(), trace_id)
+    let (status, _, trace_id) = service_kit::audit::testing::traced(request, user.token()).await;
+    (status, trace_id)
 }
 
 fn one_of_trace<'a>(entries: &'a Value, trace_id: &str) -> &'a Value {

@@ -6,25 +6,13 @@ use sea_orm::EntityTrait;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use service_kit::audit::entity as audit_log;
-use service_kit::testing::new_traceparent;
+use service_kit::audit::testing::traced as traced_request;
 
 use crate::helpers::*;
 use crate::on_both_backends;
 
-/// `GET /api/audit{query}`: status, `X-Total-Count` and body.
 async fn audit(app: &TestApp, query: &str, token: Option<&str>) -> (StatusCode, u64, Value) {
-    let mut request = app.client.get(app.url(&format!("/api/audit{query}")));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    let total = response
-        .headers()
-        .get("X-Total-Count")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
-    let (status, body) = status_and_json(response).await;
-    (status, total, body)
+    service_kit::audit::testing::read(&app.client, &app.address, query, token).await
 }
 
 /// Every entry (admin's view), newest first.
@@ -43,20 +31,6 @@ fn traced<'a>(entries: &'a [Value], trace_id: &str) -> &'a Value {
         .collect();
     assert_eq!(found.len(), 1, "entries of trace {trace_id}: {found:?}");
     found[0]
-}
-
-/// A request carrying a fresh `traceparent`; returns the response and the trace id.
-async fn traced_request(
-    request: reqwest::RequestBuilder,
-    token: Option<&str>,
-) -> (StatusCode, Value, String) {
-    let (traceparent, trace_id) = new_traceparent();
-    let mut request = request.header("traceparent", traceparent);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let (status, body) = status_and_json(request.send().await.unwrap()).await;
-    (status, body, trace_id)
 }
 
 async fn each_user_action_is_recorded_once_with_its_actor_and_trace(backend: Backend) {
