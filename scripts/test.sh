@@ -26,6 +26,14 @@ echo "== cargo deny (licences, bans, sources; advisories need the network and ru
 command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny@0.20.2
 cargo deny --offline --log-level error check licenses bans sources
 echo "== cargo test"
+# The end-to-end tests keep the services' real OpenAPI documents and /metrics here, so the
+# deployment checks below hold Kong's routes and the dashboards against what really runs.
+E2E_CAPTURES_DIR=$(mktemp -d)
+export E2E_CAPTURES_DIR
+trap 'rm -rf "$E2E_CAPTURES_DIR"' EXIT
 cargo test --workspace --locked
+if [ -f "$E2E_CAPTURES_DIR/openapi/user-service.json" ]; then
+  export OPENAPI_DIR=$E2E_CAPTURES_DIR/openapi METRICS_CAPTURES="$E2E_CAPTURES_DIR/metrics/*.txt"
+fi
 echo "== deployment artifacts"
 scripts/validate.sh

@@ -96,6 +96,16 @@ impl NotificationMetrics {
             "Messages in the stream not yet delivered to the consumer",
             metrics.pending.clone(),
         );
+        // Every series exists from the start at 0, so rates and ratios have data before the
+        // first failure and dashboards can tell "none" from "not exported".
+        for kind in KNOWN_KINDS.iter().chain([&CUSTOM_KIND]) {
+            let _ = metrics
+                .sent
+                .get_or_create(&labels(crate::mail::CHANNEL, kind));
+            let _ = metrics
+                .failed
+                .get_or_create(&labels(crate::mail::CHANNEL, kind));
+        }
         metrics
     }
 
@@ -108,7 +118,23 @@ impl NotificationMetrics {
     }
 }
 
+const KNOWN_KINDS: [&str; 5] = [
+    crate::domain::kind::WELCOME,
+    crate::domain::kind::PROFILE_UPDATED,
+    crate::domain::kind::ACCOUNT_DELETED,
+    crate::domain::kind::ORDER_CREATED,
+    crate::domain::kind::ORDER_STATUS,
+];
+/// Admins name the type of the notifications they create; those free-form names all count
+/// under one label value so they cannot blow up the number of series.
+const CUSTOM_KIND: &str = "custom";
+
 fn labels(channel: &str, kind: &str) -> DeliveryLabels {
+    let kind = if KNOWN_KINDS.contains(&kind) {
+        kind
+    } else {
+        CUSTOM_KIND
+    };
     DeliveryLabels {
         channel: channel.into(),
         r#type: kind.into(),
