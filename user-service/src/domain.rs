@@ -99,6 +99,33 @@ impl Password {
     }
 }
 
+/// argon2 takes 19 MiB and tens of milliseconds of CPU per hash. Running more at once than
+/// there are cores only piles up memory (thousands of concurrent registrations once took
+/// gigabytes), so hashes queue for a permit and run on the blocking pool.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
+
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let _permit = HASHING.acquire().await?;
+    Ok(tokio::task::spawn_blocking(work).await?)
+}
+
+impl Password {
+    pub async fn hash_in_background(self) -> anyhow::Result<String> {
+        off_the_workers(move || self.hash()).await?
+    }
+}
+
+/// [`verify_password`] under the same bound as hashing.
+pub async fn verify_password_in_background(candidate: String, hash: String) -> bool {
+    off_the_workers(move || verify_password(&candidate, &hash))
+        .await
+        .unwrap_or(false)
+}
+
 /// Compares `candidate` with a stored hash in constant time.
 pub fn verify_password(candidate: &str, hash: &str) -> bool {
     use argon2::PasswordVerifier;

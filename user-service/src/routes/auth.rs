@@ -9,7 +9,7 @@ use service_kit::auth::{Claims, Role};
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, OutcomeLabel};
-use crate::domain::{Email, verify_password};
+use crate::domain::{Email, verify_password_in_background};
 use crate::entity as user;
 
 #[derive(Deserialize, ToSchema)]
@@ -68,9 +68,7 @@ pub async fn login(
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| DUMMY_HASH.clone());
-    let verified = web::block(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
+    let verified = verify_password_in_background(password, hash).await;
     let user = match found {
         Some(user) if verified && user.password_hash.is_some() => user,
         _ => {

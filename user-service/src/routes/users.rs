@@ -102,15 +102,11 @@ fn duplicate(error: sea_orm::DbErr) -> ApiError {
     }
 }
 
-/// Hashing takes tens of milliseconds of CPU: keep it off the async workers.
 async fn hash(password: Password) -> Result<String, ApiError> {
-    web::block(move || password.hash())
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-        })
+    password.hash_in_background().await.map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    })
 }
 
 /// List users (admin only).
