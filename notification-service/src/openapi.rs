@@ -1,5 +1,5 @@
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use service_kit::audit::ENVELOPE_DOC;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::notifications;
