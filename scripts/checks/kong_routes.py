@@ -8,7 +8,7 @@ Checks, one `ok - ` / `not ok - ` line each (details as `#` lines):
               (the Kubernetes Service, so the Kong sidecar applies Istio subsets and weights);
   reachable   every operation of every OpenAPI document is routed to a service declaring it,
               unchanged path (operations declared by several services, like /health, may go to any
-              one of them); /metrics and /openapi.json must not be routed at all (internal);
+              one of them); /metrics, /openapi.json and /api/audit must not be routed at all (internal);
   owned       every route and each of its methods serves an operation its service declares (no
               dead or over-broad route);
   unambiguous no request is matched by two routes of the same priority on different services;
@@ -34,7 +34,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import kong_istio_contract  # noqa: E402
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-INTERNAL_PATHS = ("/metrics", "/openapi.json")
+# Not for the gateway: Prometheus scrapes /metrics and the OpenAPI documents inside the mesh;
+# /api/audit exists on every service at the same path and is an operator API (admins reach a
+# service's trail inside the cluster), so no single Kong route could serve it honestly.
+INTERNAL_PATHS = ("/metrics", "/openapi.json", "/api/audit")
 OPEN_OPERATIONS = {
     ("POST", "/api/users"),
     ("POST", "/api/auth/login"),
