@@ -281,7 +281,7 @@ def draw(prom, dash, start, end, step, out, subtitle):
                         line.append("" if v is None else str(v))
                 cell.append(line)
             table = tx.table(cellText=cell, colLabels=[label for _, label in cols], loc="upper left",
-                             cellLoc="left", colLoc="left")
+                             cellLoc="left", colLoc="left", bbox=[0, 0, 1, 1])
             table.auto_set_font_size(False)
             table.set_fontsize(8)
             for (ri, _), c in table.get_celld().items():
