@@ -101,7 +101,13 @@ struct VerifierInner {
     validation: Validation,
     source: KeySource,
     cache: RwLock<KeyCache>,
+    verified: std::sync::RwLock<HashMap<String, Claims>>,
 }
+
+/// How many verified tokens are remembered. A client sends the same token with every request
+/// until it expires, and an RS256 check costs more than the rest of a simple read; the bound
+/// keeps memory small (a token is under 1 KiB), and the cache starts over when it is full.
+const VERIFIED_CAPACITY: usize = 4096;
 
 /// A key unknown to the cache triggers a refetch at most this often, so forged `kid`s cannot
 /// make the service hammer the JWKS endpoint.
@@ -123,6 +129,7 @@ impl Verifier {
                     keys,
                     fetched: None,
                 }),
+                verified: std::sync::RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -147,6 +154,28 @@ impl Verifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(claims) = self
+            .inner
+            .verified
+            .read()
+            .ok()
+            .and_then(|v| v.get(token).cloned())
+            && claims.exp > now
+        {
+            return Ok(claims);
+        }
+        let claims = self.verify_signature(token).await?;
+        if let Ok(mut verified) = self.inner.verified.write() {
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(token.to_owned(), claims.clone());
+        }
+        Ok(claims)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         if header.alg != Algorithm::RS256 {
             return Err(AuthError::Invalid);

@@ -33,7 +33,16 @@ pub async fn connect(
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout())
         .connect_timeout(settings.acquire_timeout())
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // WAL lets readers run beside the one writer, and NORMAL syncs at checkpoints rather
+        // than at every commit (still durable across a process crash); without them every
+        // commit is a journal rewrite and an fsync, and writes crawl.
+        .map_sqlx_sqlite_opts(|options| {
+            options
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(5))
+        });
     Database::connect(options).await.map_err(|e| {
         anyhow::anyhow!(
             "{prefix}__DATABASE__URL: cannot connect to the database: {}",
