@@ -25,6 +25,30 @@ pub struct Options {
     pub otlp_endpoint: Option<String>,
 }
 
+/// What a fault scenario changes beside [`Options`].
+#[derive(Default)]
+pub struct Tuning {
+    /// A NATS server of the test's own (e.g. [`crate::nats::NatsServer`]) instead of
+    /// `TEST_NATS_URL`.
+    pub nats_url: Option<String>,
+    /// Extra settings as `(service name, variable, value)`, applied after the defaults.
+    pub env: Vec<(&'static str, String, String)>,
+}
+
+impl Tuning {
+    pub fn set(mut self, service: &'static str, key: &str, value: impl ToString) -> Self {
+        self.env.push((service, key.to_owned(), value.to_string()));
+        self
+    }
+
+    fn apply(&self, service: &str, env: &mut Vec<(String, String)>) {
+        for (_, key, value) in self.env.iter().filter(|(s, _, _)| *s == service) {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
+    }
+}
+
 fn common(
     prefix: &str,
     port: u16,
@@ -55,8 +79,12 @@ fn common(
 
 impl Platform {
     pub async fn start(options: Options) -> Self {
+        Self::start_with(options, Tuning::default()).await
+    }
+
+    pub async fn start_with(options: Options, tuning: Tuning) -> Self {
         service_kit::testing::init();
-        let nats = isolated_nats(&nats_url());
+        let nats = isolated_nats(&tuning.nats_url.clone().unwrap_or_else(nats_url));
         let mut databases = Vec::new();
         for service in ["user-service", "order-service", "notification-service"] {
             let url = fresh_database(Backend::Postgres)
@@ -84,6 +112,7 @@ impl Platform {
                 ADMIN_PASSWORD.to_owned(),
             ),
         ]);
+        tuning.apply("user-service", &mut env);
         let user = ServiceProcess::start("user-service", user_port, &env).await;
 
         let mut env = common(
@@ -100,6 +129,7 @@ impl Platform {
                 format!("http://127.0.0.1:{user_port}"),
             ),
         ]);
+        tuning.apply("order-service", &mut env);
         let order = ServiceProcess::start("order-service", order_port, &env).await;
 
         let mut env = common(
@@ -124,6 +154,7 @@ impl Platform {
                 "1000".to_owned(),
             ),
         ]);
+        tuning.apply("notification-service", &mut env);
         let notification =
             ServiceProcess::start("notification-service", notification_port, &env).await;
 

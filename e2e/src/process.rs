@@ -32,7 +32,26 @@ pub struct ServiceProcess {
     pub name: &'static str,
     pub port: u16,
     pub log: PathBuf,
+    env: Vec<(String, String)>,
     child: Child,
+}
+
+fn spawn(name: &str, log: &PathBuf, env: &[(String, String)]) -> Child {
+    // Appends, so the log of a restarted process keeps what its predecessor wrote.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new(binary(name))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CONFIG_DIR", "/nonexistent")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::from(file.try_clone().expect("log file")))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"))
 }
 
 impl ServiceProcess {
@@ -40,20 +59,12 @@ impl ServiceProcess {
     /// `/ready` answers 200.
     pub async fn start(name: &'static str, port: u16, env: &[(String, String)]) -> Self {
         let log = service_kit::testing::scratch_dir("e2e-logs").join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary(name))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CONFIG_DIR", "/nonexistent")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::from(file.try_clone().expect("log file")))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let child = spawn(name, &log, env);
         let process = Self {
             name,
             port,
             log,
+            env: env.to_vec(),
             child,
         };
         process.wait_ready(Duration::from_secs(30)).await;
@@ -66,6 +77,39 @@ impl ServiceProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Everything the process (and its predecessors, across restarts) wrote.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, and waits for the process to be gone: no shutdown hook runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the binary again with the same environment and port (after [`Self::kill`] or
+    /// [`Self::terminate`]) and waits until `/ready` answers 200.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.name, &self.log, &self.env);
+        self.wait_ready(Duration::from_secs(30)).await;
+    }
+
+    /// SIGSTOP: the port still accepts connections (the kernel queues them) but nothing
+    /// answers, as with a hung process. [`Self::resume`] continues it.
+    pub fn suspend(&self) {
+        let _ = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status();
+    }
+
+    pub fn resume(&self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
     }
 
     pub fn log_tail(&self) -> String {
@@ -119,6 +163,7 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
+        self.resume();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -579,9 +579,12 @@ fn known_type(event_type: &str) -> &'static str {
     .unwrap_or("unknown")
 }
 
-/// The short order reference people see in subjects.
+/// The short order reference people see in subjects: the id's last 8 hex digits. Order ids are
+/// UUIDv7, whose leading digits are a timestamp shared by every order of the same minute; the
+/// trailing ones are random.
 fn order_ref(order_id: Uuid) -> String {
-    order_id.simple().to_string()[..8].to_uppercase()
+    let id = order_id.simple().to_string();
+    id[id.len() - 8..].to_uppercase()
 }
 
 fn truncate(mut text: String, max_chars: usize) -> String {

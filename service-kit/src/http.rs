@@ -141,7 +141,7 @@ pub fn configure<S: ErrorStyle>(cfg: &mut web::ServiceConfig, ops: &Ops) {
         .into()
     }))
     .app_data(web::Data::new(Ops {
-        openapi: Arc::new(with_ops_paths(&ops.openapi)),
+        openapi: Arc::new(with_ops_paths::<S>(&ops.openapi)),
         ..ops.clone()
     }))
     .app_data(web::Data::new(ops.registry.clone()))
@@ -221,14 +221,86 @@ struct OpsDoc;
 
 /// Adds the ops endpoints to a service's OpenAPI document (JSON), so the document lists
 /// everything the service serves.
-fn with_ops_paths(document: &str) -> String {
+fn with_ops_paths<S: ErrorStyle>(document: &str) -> String {
     use utoipa::OpenApi;
     match serde_json::from_str::<utoipa::openapi::OpenApi>(document) {
         Ok(mut api) => {
             api.merge(OpsDoc::openapi());
-            api.to_json().unwrap_or_else(|_| document.to_owned())
+            let Ok(mut value) = serde_json::to_value(&api) else {
+                return document.to_owned();
+            };
+            document_common_responses::<S>(&mut value);
+            serde_json::to_string(&value).unwrap_or_else(|_| document.to_owned())
         }
         Err(_) => document.to_owned(),
+    }
+}
+
+/// The answers [`configure`] and the database error mapping give on every route, added to
+/// each operation that can get them (unless the operation documents them itself): 413/415 and
+/// the style's body rejections where there is a body, 400 for a bad query string, 404 for a
+/// bad path parameter, 503 while the database is unreachable.
+fn document_common_responses<S: ErrorStyle>(api: &mut serde_json::Value) {
+    let Some(paths) = api.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if ["/health", "/ready", "/metrics", "/openapi.json"].contains(&path.as_str()) {
+            continue;
+        }
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let Some(operation) = operation.as_object_mut() else {
+                continue;
+            };
+            let has_body = operation.contains_key("requestBody");
+            let params: Vec<String> = operation
+                .get("parameters")
+                .and_then(|p| p.as_array())
+                .map(|p| {
+                    p.iter()
+                        .filter_map(|p| p.get("in")?.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut add = vec![(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "A dependency (the database) is temporarily unavailable",
+            )];
+            if has_body {
+                add.extend([
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "The body is larger than the limit",
+                    ),
+                    (
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "Content-Type is not application/json",
+                    ),
+                    (S::INVALID_BODY, "The body is not of the expected shape"),
+                    (S::MALFORMED_JSON, "The body is not JSON"),
+                ]);
+            }
+            if params.iter().any(|p| p == "query") {
+                add.push((StatusCode::BAD_REQUEST, "Invalid query string"));
+            }
+            if params.iter().any(|p| p == "path") {
+                add.push((
+                    StatusCode::NOT_FOUND,
+                    "Not found, or an invalid path parameter",
+                ));
+            }
+            let responses = operation.entry("responses").or_insert_with(|| json!({}));
+            if let Some(responses) = responses.as_object_mut() {
+                for (status, description) in add {
+                    responses
+                        .entry(status.as_u16().to_string())
+                        .or_insert_with(|| json!({ "description": description }));
+                }
+            }
+        }
     }
 }
 
@@ -333,8 +405,10 @@ impl Page {
             .unwrap_or(Self::DEFAULT_LIMIT)
             .clamp(1, Self::MAX_LIMIT)
     }
+    /// Clamped to what a database takes (a signed 64-bit integer): a larger offset would not
+    /// bind as a query parameter (sea-query panics on it) and past the end is past the end.
     pub fn offset(&self) -> u64 {
-        self.offset.unwrap_or(0)
+        self.offset.unwrap_or(0).min(i64::MAX as u64)
     }
 }
 

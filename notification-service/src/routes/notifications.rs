@@ -104,6 +104,11 @@ impl NewNotification {
                 Err(bad_request(format!(
                     "{field} is longer than {max} characters"
                 )))
+            } else if value.contains('\0') {
+                // PostgreSQL text cannot hold NUL: refuse it here rather than fail with a 500.
+                Err(bad_request(format!(
+                    "{field} must not contain NUL characters"
+                )))
             } else {
                 Ok(value)
             }
