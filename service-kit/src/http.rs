@@ -429,6 +429,11 @@ impl<S: ErrorStyle> From<sea_orm::DbErr> for ApiError<S> {
                 "error communicating with database",
                 "Connection refused",
                 "connection closed",
+                // PostgreSQL ending sessions (SQLSTATE 57P01-57P03: an operator, a restart, a
+                // failover) or refusing new ones: the next attempt may well succeed.
+                "terminating connection",
+                "the database system is",
+                "does not allow connections",
             ]
             .iter()
             .any(|needle| text.contains(needle))
