@@ -58,7 +58,9 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 curl -fsS "$NOTIFICATIONS/api/users/$user_id/notifications" -H "authorization: Bearer $token" |
-  python3 -c 'import json,sys; [print(f"  {n[\"type\"]:<28} {n[\"status\"]:<8} {n[\"title\"]}") for n in json.load(sys.stdin)["data"]]'
+  python3 -c 'import json,sys
+for n in json.load(sys.stdin)["data"]:
+    print("  %-28s %-8s %s" % (n["type"], n["status"], n["title"]))'
 
 step "mails to $email"
 if [ -d "$OUTBOX" ]; then

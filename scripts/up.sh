@@ -47,6 +47,10 @@ ADMIN_EMAIL=admin@platform.local
 ADMIN_PASSWORD=$(cat "$DATA/admin-password")
 
 export APP_ENV=${APP_ENV:-local}
+# Local runs listen on loopback only (containers and pods use the 0.0.0.0 default).
+for prefix in USER_SERVICE ORDER_SERVICE NOTIFICATION_SERVICE; do
+  export "${prefix}__NATS__URL=nats://127.0.0.1:$NATS_PORT" "${prefix}__HTTP__HOST=${HTTP_HOST:-127.0.0.1}"
+done
 export USER_SERVICE__AUTH__ADMIN_EMAIL=$ADMIN_EMAIL USER_SERVICE__AUTH__ADMIN_PASSWORD=$ADMIN_PASSWORD
 [ -f "$DATA/jwt.pem" ] && export USER_SERVICE__AUTH__SIGNING_KEY_PATH=$DATA/jwt.pem
 export NOTIFICATION_SERVICE__MAIL__OUTBOX_DIR=${NOTIFICATION_SERVICE__MAIL__OUTBOX_DIR:-$DATA/outbox}
