@@ -438,6 +438,18 @@ impl<S: ErrorStyle> From<sea_orm::DbErr> for ApiError<S> {
             .iter()
             .any(|needle| text.contains(needle))
         };
+        // PostgreSQL text cannot hold NUL (SQLSTATE 22021): the client's input is at fault,
+        // whichever route let it through to the database.
+        if error
+            .to_string()
+            .contains("invalid byte sequence for encoding")
+        {
+            tracing::warn!(error = %error, "input the database cannot store");
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Text must not contain NUL characters",
+            );
+        }
         if unavailable {
             tracing::warn!(error = %error, "database unavailable");
             ApiError::new(
