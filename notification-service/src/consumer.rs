@@ -644,26 +644,38 @@ impl EventConsumer {
             .await?;
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!(consumer = %settings.durable_name, "event consumer bound");
+        // Events are handled concurrently, up to one batch at a time: each waits on the
+        // database and the mail relay, so one at a time left both idle. Order between events
+        // does not matter: contacts keep the newest version, and an order whose user is not
+        // known yet is retried.
+        let concurrency = settings.batch.max(1);
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
         let mut refresh = tokio::time::interval(PENDING_REFRESH);
-        loop {
+        let outcome = loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
                 _ = refresh.tick() => {
                     if let Ok(info) = consumer.info().await {
                         self.handler.metrics.pending.set(info.num_pending as i64);
                     }
                 }
-                next = messages.next() => {
+                next = messages.next(), if in_flight.len() < concurrency => {
                     let message = match next {
                         Some(Ok(message)) => message,
-                        Some(Err(e)) => return Err(e.into()),
-                        None => anyhow::bail!("the consumer's message stream ended"),
+                        Some(Err(e)) => break Err(e.into()),
+                        None => break Err(anyhow::anyhow!("the consumer's message stream ended")),
                     };
-                    let disposition = self.handler.process(&message).await;
-                    EventHandler::settle(&message, disposition).await;
+                    in_flight.push(async move {
+                        let disposition = self.handler.process(&message).await;
+                        EventHandler::settle(&message, disposition).await;
+                    });
                 }
             }
-        }
+        };
+        // Messages in hand are finished (and acknowledged) before the consumer stops.
+        while in_flight.next().await.is_some() {}
+        outcome
     }
 }
