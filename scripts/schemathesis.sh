@@ -20,10 +20,12 @@ st=$TOOLS_DIR/venv/bin/st
 
 report=$(mktemp -d)
 trap 'rm -rf "$report"' EXIT
+checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
+phases=examples,coverage,fuzzing
 args=(
   run "$base/openapi.json" --url "$base"
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
-  --phases examples,coverage,fuzzing
+  --checks "$checks"
+  --phases "$phases"
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-5}"
   --max-time "${SCHEMATHESIS_MAX_TIME:-15}"
   --seed "${SCHEMATHESIS_SEED:-20261122}"

@@ -114,7 +114,7 @@ impl Default for ConsumerSettings {
             retry_initial_ms: 1000,
             retry_max_ms: 60_000,
             ack_wait_seconds: 30,
-            batch: 32,
+            batch: 8,
         }
     }
 }
