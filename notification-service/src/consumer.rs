@@ -668,7 +668,21 @@ impl EventConsumer {
                         None => break Err(anyhow::anyhow!("the consumer's message stream ended")),
                     };
                     in_flight.push(async move {
-                        let disposition = self.handler.process(&message).await;
+                        // Tell the server the message is still being worked on, so a slow
+                        // send (a relay timing out, a busy machine) is not redelivered to a
+                        // second handler while the first still holds it.
+                        let keep_alive = async {
+                            let mut tick = tokio::time::interval(settings.ack_wait() / 2);
+                            tick.tick().await;
+                            loop {
+                                tick.tick().await;
+                                let _ = message.ack_with(AckKind::Progress).await;
+                            }
+                        };
+                        let disposition = tokio::select! {
+                            disposition = self.handler.process(&message) => disposition,
+                            never = keep_alive => never,
+                        };
                         EventHandler::settle(&message, disposition).await;
                     });
                 }

@@ -1,22 +1,18 @@
 //! Builds the service from its settings: database (migrated), NATS, mailer, HTTP server and the
 //! event consumer. Tests start it on port 0 exactly as `main` does.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
 use service_kit::http::{Envelope, Ops, ReadinessChecks};
-use service_kit::metrics::{HttpMetrics, Registry, record_http_metrics};
-use service_kit::telemetry::HttpRootSpan;
-use tracing_actix_web::TracingLogger;
+use service_kit::metrics::{HttpMetrics, Registry};
 use utoipa::OpenApi;
 
 use crate::consumer::{EventConsumer, EventHandler};
@@ -108,39 +104,23 @@ impl Application {
             openapi: Arc::new(ApiDoc::openapi().to_json()?),
             max_body_bytes: settings.http.max_body_bytes,
         };
-        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {}:{} ({ENV_PREFIX}__HTTP__HOST/PORT): {e}",
-                    settings.http.host,
-                    settings.http.port
-                )
-            })?;
-        let port = listener.local_addr()?.port();
         let state = web::Data::new(state);
         let verifier = web::Data::new(verifier);
         let audit_log = web::Data::new(AuditLog { db: db.clone() });
-        let http_metrics = web::Data::new(http_metrics);
         let readiness = web::Data::new(readiness);
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(record_http_metrics))
-                .wrap(TracingLogger::<HttpRootSpan>::new())
-                .app_data(state.clone())
-                .app_data(verifier.clone())
-                .app_data(audit_log.clone())
-                .app_data(http_metrics.clone())
-                .app_data(readiness.clone())
-                .configure(routes::configure)
-                .configure(|cfg| service_kit::http::configure::<Envelope>(cfg, &ops))
-        })
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(settings.http.shutdown_timeout_seconds);
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
-        let server = server.run();
+        let (server, port) = service_kit::http::start_server::<Envelope>(
+            &settings.http,
+            ENV_PREFIX,
+            ops,
+            http_metrics,
+            move |cfg| {
+                cfg.app_data(state.clone())
+                    .app_data(verifier.clone())
+                    .app_data(audit_log.clone())
+                    .app_data(readiness.clone())
+                    .configure(routes::configure);
+            },
+        )?;
 
         let mut tasks = Vec::new();
         if settings.consumer.enabled {
