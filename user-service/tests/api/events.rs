@@ -7,23 +7,46 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::on_both_backends;
 
-async fn next_message(subscriber: &mut async_nats::Subscriber) -> async_nats::Message {
-    tokio::time::timeout(Duration::from_secs(10), subscriber.next())
+type Messages = async_nats::jetstream::consumer::pull::Ordered;
+
+/// Reads the app's events as a consumer does: from the stream, from its first message, where
+/// a re-publish of the same event id has been de-duplicated.
+async fn events(app: &TestApp, subject: &str) -> Messages {
+    let nats = async_nats::connect(service_kit::testing::nats_url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(nats);
+    let stream = loop {
+        // The relay creates the stream at start-up; creating it here too may race with it.
+        match service_kit::events::ensure_stream(&js, app.nats()).await {
+            Ok(()) => break js.get_stream(&app.nats().stream).await.unwrap(),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let config = async_nats::jetstream::consumer::pull::OrderedConfig {
+        filter_subject: app.nats().subject(subject),
+        ..Default::default()
+    };
+    stream
+        .create_consumer(config)
+        .await
+        .unwrap()
+        .messages()
+        .await
+        .unwrap()
+}
+
+async fn next_message(messages: &mut Messages) -> async_nats::jetstream::Message {
+    tokio::time::timeout(Duration::from_secs(10), messages.next())
         .await
         .expect("event within 10 s")
-        .expect("subscription open")
+        .expect("stream open")
+        .unwrap()
 }
 
 async fn registration_publishes_a_cloud_event_with_its_trace(backend: Backend) {
     let app = spawn_app(backend).await;
-    let nats = async_nats::connect(service_kit::testing::nats_url())
-        .await
-        .unwrap();
-    let mut subscriber = nats
-        .subscribe(app.nats().subject("users.registered"))
-        .await
-        .unwrap();
-    nats.flush().await.unwrap();
+    let mut subscriber = events(&app, "users.registered").await;
 
     let (traceparent, trace_id) = service_kit::testing::new_traceparent();
     let response = app
@@ -72,14 +95,7 @@ async fn registration_publishes_a_cloud_event_with_its_trace(backend: Backend) {
 
 async fn updates_and_deletions_are_events_too(backend: Backend) {
     let app = spawn_app(backend).await;
-    let nats = async_nats::connect(service_kit::testing::nats_url())
-        .await
-        .unwrap();
-    let mut subscriber = nats
-        .subscribe(format!("{}users.*", app.nats().subject_prefix))
-        .await
-        .unwrap();
-    nats.flush().await.unwrap();
+    let mut subscriber = events(&app, "users.*").await;
     let (ada, token) = app.new_user("Ada").await;
     app.update_user(&ada, json!({"name": "Ada King"}), Some(&token))
         .await;
