@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use sea_orm::DatabaseConnection;
-use sea_orm_migration::MigratorTrait;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
@@ -58,11 +57,7 @@ pub async fn event_handler(
 
 /// Connects to the database and applies pending migrations.
 pub async fn database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
-    let db = service_kit::database::connect(&settings.database, ENV_PREFIX).await?;
-    Migrator::up(&db, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
-    Ok(db)
+    service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX).await
 }
 
 impl Application {

@@ -60,3 +60,16 @@ fn redact(text: &str) -> String {
         _ => text.to_owned(),
     }
 }
+
+/// Connects and applies the service's pending migrations: what every service does at start-up
+/// and what its `migrate` command does alone.
+pub async fn connect_and_migrate<M: sea_orm_migration::MigratorTrait>(
+    settings: &DatabaseSettings,
+    prefix: &str,
+) -> anyhow::Result<DatabaseConnection> {
+    let db = connect(settings, prefix).await?;
+    M::up(&db, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
+    Ok(db)
+}

@@ -140,10 +140,7 @@ pub fn configure<S: ErrorStyle>(cfg: &mut web::ServiceConfig, ops: &Ops) {
         )
         .into()
     }))
-    .app_data(web::Data::new(Ops {
-        openapi: Arc::new(with_ops_paths::<S>(&ops.openapi)),
-        ..ops.clone()
-    }))
+    .app_data(web::Data::new(ops.clone()))
     .app_data(web::Data::new(ops.registry.clone()))
     .route("/health", web::get().to(health))
     .route("/ready", web::get().to(ready))
@@ -172,6 +169,11 @@ pub fn start_server<S: ErrorStyle>(
             )
         })?;
     let port = listener.local_addr()?.port();
+    // Once per server, not once per worker.
+    let ops = Ops {
+        openapi: Arc::new(with_ops_paths::<S>(&ops.openapi)),
+        ..ops
+    };
     let http_metrics = web::Data::new(http_metrics);
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()

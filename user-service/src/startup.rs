@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use actix_web::web;
 use sea_orm::DatabaseConnection;
-use sea_orm_migration::MigratorTrait;
 use secrecy::ExposeSecret;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
@@ -34,10 +33,9 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let db = service_kit::database::connect(&settings.database, ENV_PREFIX).await?;
-        Migrator::up(&db, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
+        let db =
+            service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX)
+                .await?;
         let nats = service_kit::nats::connect(&settings.nats, ENV_PREFIX, SERVICE).await?;
 
         let keys = match &settings.auth.signing_key_path {
@@ -164,7 +162,6 @@ impl Application {
 
 /// `user-service migrate`: applies pending migrations and exits.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = service_kit::database::connect(&settings.database, ENV_PREFIX).await?;
-    Migrator::up(&db, None).await?;
+    service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX).await?;
     Ok(())
 }
