@@ -122,3 +122,29 @@ pub fn new_traceparent() -> (String, String) {
     let span_id = &Uuid::new_v4().simple().to_string()[..16];
     (format!("00-{trace_id}-{span_id}-01"), trace_id)
 }
+
+/// Runs each scenario `async fn name(backend: Backend)` once on SQLite and once on PostgreSQL,
+/// as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::testing::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::testing::Backend::Postgres).await })*
+        }
+    };
+}
+
+/// Status and JSON body of a response (`null` when the body is not JSON), for one-line
+/// assertions.
+pub async fn status_and_json(
+    response: reqwest::Response,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let status = response.status();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}

@@ -19,21 +19,6 @@ pub const ADMIN_EMAIL: &str = "admin@platform.test";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 pub const MAX_DELIVER: u32 = 4;
 
-/// Runs each scenario once on SQLite and once on PostgreSQL.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name($crate::helpers::Backend::Postgres).await })*
-        }
-    };
-}
-
 /// user-service, for tokens (JWKS) and its `users.*` events on the same stream.
 pub struct Users {
     pub address: String,
@@ -328,12 +313,7 @@ impl TestApp {
     }
 }
 
-/// Status and JSON body, for one-line assertions.
-pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, body)
-}
+pub use service_kit::testing::status_and_json;
 
 /// Asserts the Gin-style error envelope and returns its message.
 pub fn error_message(body: &Value) -> &str {

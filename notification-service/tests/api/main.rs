@@ -4,6 +4,9 @@
 //! (`service_kit::testing::smtp::SmtpSink`) that receives the mail.
 mod helpers;
 
+/// `on_both_backends!(scenario, …)`: each scenario on SQLite and on PostgreSQL.
+use service_kit::on_both_backends;
+
 mod audit;
 mod events;
 mod notifications;

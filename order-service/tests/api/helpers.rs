@@ -14,21 +14,6 @@ use user_service::settings::UserAuthSettings;
 pub const ADMIN_EMAIL: &str = "admin@platform.test";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 
-/// Runs each scenario once on SQLite and once on PostgreSQL.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name($crate::helpers::Backend::Postgres).await })*
-        }
-    };
-}
-
 fn http_settings() -> HttpSettings {
     HttpSettings {
         host: "127.0.0.1".into(),
@@ -308,12 +293,7 @@ fn authorize(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::
     }
 }
 
-/// Status and JSON body, for one-line assertions.
-pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, body)
-}
+pub use service_kit::testing::status_and_json;
 
 /// Asserts the FastAPI error shape with a message and returns it.
 pub fn detail(body: &Value) -> &str {

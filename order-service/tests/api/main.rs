@@ -2,6 +2,9 @@
 //! each on a fresh SQLite file or a fresh PostgreSQL database, with a real NATS JetStream.
 mod helpers;
 
+/// `on_both_backends!(scenario, …)`: each scenario on SQLite and on PostgreSQL.
+use service_kit::on_both_backends;
+
 mod audit;
 mod authorization;
 mod events;

@@ -2,6 +2,9 @@
 //! file and a fresh PostgreSQL database, with a real NATS JetStream.
 mod helpers;
 
+/// `on_both_backends!(scenario, …)`: each scenario on SQLite and on PostgreSQL.
+use service_kit::on_both_backends;
+
 mod audit;
 mod auth;
 mod events;
