@@ -72,6 +72,9 @@ NAME = os.environ.get("BENCH_NAME", "smoke" if SMOKE else "latest")
 # BENCH_PROFILE=get_user,create_order: `perf record` the scenario's service during its measured
 # runs; the flat profile goes to bench/results/profile-<backend>-<scenario>.txt.
 PROFILE = set(filter(None, os.environ.get("BENCH_PROFILE", "").split(",")))
+# BENCH_ONLY=get_user,pipeline: run only these scenarios (the ceiling always runs); for working
+# on one figure without the whole run.
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 ARGON2_RUN_S = max(RUN_S, 3)  # an argon2 request under 64 connections takes over a second
 
 
@@ -453,6 +456,8 @@ class Run:
         return path
 
     def scenario(self, key: str, label: str, service: str, script: str, rows, note: str = ""):
+        if ONLY and key not in ONLY and key != "ceiling":
+            return
         if service != "ceiling" and service not in self.service_procs:
             reason = f"{service} not built" if service not in self.available else f"{service} not running"
             self.result["skipped"][key] = reason
@@ -499,6 +504,8 @@ class Run:
 
     def pipeline(self):
         key = "pipeline"
+        if ONLY and key not in ONLY:
+            return
         missing = [s for s in ("order-service", "notification-service") if s not in self.service_procs]
         if missing:
             self.result["skipped"][key] = f"{missing[0]} not built"

@@ -735,15 +735,20 @@ async fn postgres_outage_fails_fast_and_recovers_without_partial_orders() {
     );
 }
 
-/// user-service hangs (SIGSTOP), then is gone (SIGTERM): order creation answers 503 within
-/// the lookup timeout (2 s) or at once, while existing orders stay readable; once user-service
-/// is back (same port), orders are created again.
+/// user-service hangs (SIGSTOP), then is gone (SIGTERM): an order for a user order-service has
+/// not looked up yet answers 503 within the lookup timeout (2 s) or at once, a user found a
+/// moment ago keeps ordering (the lookup cache), existing orders stay readable; once
+/// user-service is back (same port), the new user's order is created too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_service_down_fails_order_creation_fast_and_keeps_reads() {
+async fn user_service_down_fails_unknown_users_fast_and_keeps_known_ones_ordering() {
     let smtp = SmtpSink::start().await;
     let mut platform = Platform::start(options(&smtp)).await;
     let api = Api::new();
     let (ada, token) = ada(&api, &platform, &smtp).await;
+    // Grace has registered but never ordered: order-service has never looked her up.
+    let (grace, grace_token) = api
+        .register_and_login(&platform, "Grace Hopper", "grace@example.com")
+        .await;
     let (status, existing, _) = api
         .create_order(&platform.order, &token, &ada, "before")
         .await;
@@ -785,10 +790,21 @@ async fn user_service_down_fails_order_creation_fast_and_keeps_reads() {
     // one now (it answers 503, failing closed).
     reads_work().await;
 
+    // Ada was found a moment ago: order-service trusts that for its cache TTL and does not
+    // need user-service to take her orders. Grace must be looked up, which cannot succeed.
+    let known_user_orders = || async {
+        let (status, body, took) = api
+            .create_order(&platform.order, &token, &ada, "known-user")
+            .await;
+        assert_eq!(status, Some(StatusCode::CREATED), "{body}");
+        took
+    };
+
     // Hung: connections are accepted but never answered.
     platform.user.suspend();
+    let cached = known_user_orders().await;
     let (status, body, hung) = api
-        .create_order(&platform.order, &token, &ada, "while-hung")
+        .create_order(&platform.order, &grace_token, &grace, "while-hung")
         .await;
     assert_eq!(status, Some(StatusCode::SERVICE_UNAVAILABLE), "{body}");
     assert!(
@@ -801,9 +817,15 @@ async fn user_service_down_fails_order_creation_fast_and_keeps_reads() {
     // Gone: connections are refused.
     let (took, _) = platform.user.terminate(Duration::from_secs(15)).await;
     let mut slowest = Duration::ZERO;
+    known_user_orders().await;
     for i in 0..5 {
         let (status, body, took) = api
-            .create_order(&platform.order, &token, &ada, &format!("while-down-{i}"))
+            .create_order(
+                &platform.order,
+                &grace_token,
+                &grace,
+                &format!("while-down-{i}"),
+            )
             .await;
         assert_eq!(status, Some(StatusCode::SERVICE_UNAVAILABLE), "{body}");
         slowest = slowest.max(took);
@@ -816,19 +838,23 @@ async fn user_service_down_fails_order_creation_fast_and_keeps_reads() {
 
     platform.user.restart().await;
     let (status, body, _) = api
-        .create_order(&platform.order, &token, &ada, "after")
+        .create_order(&platform.order, &grace_token, &grace, "after")
         .await;
     assert_eq!(status, Some(StatusCode::CREATED), "{body}");
     let metrics = api.metrics(&platform.order).await;
-    assert!(
-        metrics.contains(r#"user_lookups_total{outcome="unavailable"} 6"#),
-        "{metrics}"
-    );
+    for line in [
+        r#"user_lookups_total{outcome="unavailable"} 6"#,
+        r#"user_lookups_total{outcome="found"} 2"#,
+        r#"user_lookups_total{outcome="cached"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     eprintln!(
         "FIGURES user_service_down: hung_503_ms={} down_slowest_503_ms={} user_service_stop_ms={} \
-         reads_during_outage=ok",
+         known_user_order_ms={} reads_during_outage=ok",
         hung.as_millis(),
         slowest.as_millis(),
-        took.as_millis()
+        took.as_millis(),
+        cached.as_millis()
     );
 }

@@ -40,6 +40,9 @@ pub struct UserServiceSettings {
     pub url: String,
     /// A lookup slower than this fails the order with 503 rather than hold the client.
     pub timeout_ms: u64,
+    /// How long a user found to exist is trusted without asking again (0: ask every time).
+    /// `users.deleted` events evict a user sooner.
+    pub cache_ttl_seconds: u64,
 }
 
 impl Default for UserServiceSettings {
@@ -47,6 +50,7 @@ impl Default for UserServiceSettings {
         Self {
             url: "http://127.0.0.1:3001".into(),
             timeout_ms: 2000,
+            cache_ttl_seconds: 60,
         }
     }
 }
@@ -54,6 +58,10 @@ impl Default for UserServiceSettings {
 impl UserServiceSettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_seconds)
     }
 }
 

@@ -10,7 +10,7 @@ use sea_orm::DatabaseConnection;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
-use service_kit::events::{OutboxMetrics, OutboxRelay, OutboxSignal};
+use service_kit::events::{Event, OutboxMetrics, OutboxRelay, OutboxSignal, UserDeleted};
 use service_kit::http::{Detail, Ops};
 use service_kit::metrics::{HttpMetrics, Registry};
 use utoipa::OpenApi;
@@ -61,9 +61,10 @@ impl Application {
         let metrics = OrderMetrics::register(&mut registry);
         let outbox = OutboxSignal::default();
         let settings = Arc::new(settings);
+        let users = UserDirectory::new(&settings.user_service, metrics.user_lookups.clone());
         let state = AppState {
             db: db.clone(),
-            users: UserDirectory::new(&settings.user_service, metrics.user_lookups.clone()),
+            users: users.clone(),
             settings: settings.clone(),
             metrics,
             outbox: outbox.clone(),
@@ -95,6 +96,11 @@ impl Application {
             },
         )?;
 
+        let forget = users.forget_deleted_users(
+            nats.clone(),
+            settings.nats.subject(UserDeleted::SUBJECT),
+            shutdown.clone(),
+        );
         let relay = OutboxRelay {
             db: db.clone(),
             nats,
@@ -102,7 +108,10 @@ impl Application {
             metrics: outbox_metrics,
             signal: outbox,
         };
-        let tasks = vec![tokio::spawn(relay.run(shutdown.clone()))];
+        let tasks = vec![
+            tokio::spawn(relay.run(shutdown.clone())),
+            tokio::spawn(forget),
+        ];
         tracing::info!(
             port,
             startup_ms = started.elapsed().as_millis() as u64,

@@ -1,8 +1,8 @@
 //! Logs, traces and W3C trace-context propagation.
 //!
-//! Logs are JSON lines whose span list carries the `trace_id` of the request or event being
-//! handled. A tracer provider is always installed, so trace ids exist and propagate (HTTP in,
-//! reqwest out, NATS headers both ways) even when nothing is exported; spans are exported over
+//! Logs are JSON lines carrying the `trace_id` of the request or event being handled (see
+//! [`json_log`]). A tracer provider is always installed, so trace ids exist and propagate (HTTP
+//! in, reqwest out, NATS headers both ways) even when nothing is exported; spans are exported over
 //! OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Sampling follows the standard
 //! `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG` variables (parent-based, always on by default).
 
@@ -20,6 +20,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::{LogFormat, LogSettings};
+
+mod json_log;
 
 /// Flushes buffered spans when the service stops.
 pub struct TelemetryGuard {
@@ -69,10 +71,8 @@ pub fn init(service: &'static str, log: &LogSettings) -> anyhow::Result<Telemetr
 
     let fmt = match log.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
+            .fmt_fields(json_log::TraceIdField)
+            .event_format(json_log::JsonLine)
             .with_filter(filter)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()

@@ -61,9 +61,54 @@ async fn user_service_down_is_a_quick_503(backend: Backend) {
     );
 }
 
+/// A user found once is trusted for the cache TTL (user-service is asked once for two
+/// orders); deleting the user evicts them as soon as the `users.deleted` event arrives, so
+/// the next order is refused without waiting for the TTL.
+async fn a_found_user_is_remembered_until_deleted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let ada = app.new_user("Ada").await;
+    app.place_order(&ada).await;
+    app.place_order(&ada).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        r#"user_lookups_total{outcome="found"} 1"#,
+        r#"user_lookups_total{outcome="cached"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
+    let deleted = app
+        .client
+        .delete(format!("{}/api/users/{}", app.users_address, ada.id))
+        .bearer_auth(admin.token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let body = order_body(&ada.id, &[("widget", 1, serde_json::json!(1))]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, answer) = status_and_json(app.create_order(&body, admin.token()).await).await;
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_eq!(answer["detail"][0]["msg"], "User not found");
+            break;
+        }
+        // Until the event arrives the cache may still vouch for Ada: that window is the
+        // documented staleness, and it must close well before the 60 s TTL.
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "users.deleted did not evict the user"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 on_both_backends!(
     an_order_for_an_unknown_user_is_rejected,
-    user_service_down_is_a_quick_503
+    user_service_down_is_a_quick_503,
+    a_found_user_is_remembered_until_deleted
 );
 
 /// user-service accepts the connection and never answers: the timeout ends the wait.
