@@ -115,6 +115,13 @@ pub struct EventHandler {
     pub settings: ConsumerSettings,
 }
 
+/// Whether [`EventHandler::ensure_row`] inserted the row holding its claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Claimed,
+    Unclaimed,
+}
+
 struct NewRow<'a> {
     event: &'a CloudEvent<Value>,
     user_id: Uuid,
@@ -443,13 +450,22 @@ impl EventHandler {
 
     async fn send(
         &self,
-        row: &notification::Model,
+        (row, fresh): &(notification::Model, Fresh),
         name: &str,
         rendered: &crate::mail::Rendered,
     ) -> Result<(), Failure> {
-        self.delivery
-            .deliver(row, name, rendered, Status::Pending)
-            .await?;
+        match fresh {
+            Fresh::Claimed => {
+                self.delivery
+                    .send_claimed(row, name, rendered, Status::Pending)
+                    .await?
+            }
+            Fresh::Unclaimed => {
+                self.delivery
+                    .deliver(row, name, rendered, Status::Pending)
+                    .await?
+            }
+        };
         Ok(())
     }
 
@@ -466,8 +482,13 @@ impl EventHandler {
         }))
     }
 
-    /// The event's row, inserted unless a previous delivery did.
-    async fn ensure_row(&self, new: NewRow<'_>) -> Result<notification::Model, DbErr> {
+    /// The event's row, inserted unless a previous delivery did. A mail to send is inserted
+    /// claimed by this handler (`locked_until`), and [`Fresh::Claimed`] says so.
+    async fn ensure_row(&self, new: NewRow<'_>) -> Result<(notification::Model, Fresh), DbErr> {
+        let now = Utc::now();
+        let to_send = new.channel == Channel::Email && new.status == Status::Pending;
+        let lease =
+            chrono::Duration::from_std(self.delivery.lease).unwrap_or(chrono::Duration::MAX);
         let row = notification::ActiveModel {
             id: Set(Uuid::now_v7()),
             event_id: Set(Some(new.event.id)),
@@ -480,25 +501,35 @@ impl EventHandler {
             recipient: Set(new.recipient),
             attempts: Set(0),
             last_error: Set(new.last_error),
-            locked_until: Set(None),
+            locked_until: Set(to_send.then(|| now + lease)),
             event_time: Set(Some(new.event.time)),
-            created_at: Set(Utc::now()),
+            created_at: Set(now),
             sent_at: Set(None),
             read_at: Set(None),
         };
-        notification::Entity::insert(row)
+        let inserted = notification::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(notification::Column::EventId)
                     .do_nothing()
                     .to_owned(),
             )
-            .exec_without_returning(&self.db)
-            .await?;
-        notification::Entity::find()
-            .filter(notification::Column::EventId.eq(new.event.id))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("notification of the event".into()))
+            .exec_with_returning(&self.db)
+            .await;
+        match inserted {
+            Ok(row) if to_send => Ok((row, Fresh::Claimed)),
+            Ok(row) => Ok((row, Fresh::Unclaimed)),
+            // A previous delivery of the event inserted it: RETURNING gave no row (which
+            // sea-orm reports as one of these two).
+            Err(DbErr::RecordNotInserted | DbErr::RecordNotFound(_)) => {
+                notification::Entity::find()
+                    .filter(notification::Column::EventId.eq(new.event.id))
+                    .one(&self.db)
+                    .await?
+                    .map(|row| (row, Fresh::Unclaimed))
+                    .ok_or_else(|| DbErr::RecordNotFound("notification of the event".into()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Applies a `users.registered`/`users.updated`, unless a newer event (or the user's

@@ -83,6 +83,20 @@ impl Delivery {
                 _ => Err(DeliveryError::Busy),
             };
         }
+        self.send_claimed(row, recipient_name, rendered, failed_status)
+            .await
+    }
+
+    /// The part of [`Delivery::deliver`] after the claim: for a row this handler holds the
+    /// lease on already (the consumer inserts its rows claimed, sparing a statement per mail).
+    pub async fn send_claimed(
+        &self,
+        row: &notification::Model,
+        recipient_name: &str,
+        rendered: &Rendered,
+        failed_status: Status,
+    ) -> Result<Delivered, DeliveryError> {
+        use notification::Column;
         let Some(recipient) = row.recipient.as_deref() else {
             return Err(DeliveryError::Send("no recipient address".into()));
         };
