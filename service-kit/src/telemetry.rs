@@ -104,8 +104,12 @@ pub fn current_context_headers() -> HashMap<String, String> {
 /// Makes `span` a child of the remote context in `headers` (a `traceparent` header), and
 /// records its trace id for the logs.
 pub fn continue_trace<'a>(span: &Span, headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    // Only the two headers W3C trace context reads: a request's other headers are not copied.
     let carrier: HashMap<String, String> = headers
         .into_iter()
+        .filter(|(k, _)| {
+            k.eq_ignore_ascii_case("traceparent") || k.eq_ignore_ascii_case("tracestate")
+        })
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
         .collect();
     let parent = TraceContextPropagator::new().extract(&carrier);
