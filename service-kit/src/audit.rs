@@ -451,8 +451,8 @@ async fn actor(request: &ServiceRequest) -> (String, &'static str) {
 fn trace_id(request: &ServiceRequest) -> Option<String> {
     let span = request
         .extensions()
-        .get::<tracing_actix_web::RootSpan>()
-        .map(|root| tracing::Span::clone(root));
+        .get::<crate::observe::RequestSpan>()
+        .map(|root| root.0.clone());
     match span {
         Some(span) => span.in_scope(crate::telemetry::current_trace_id),
         None => crate::telemetry::current_trace_id(),

@@ -178,11 +178,8 @@ pub fn start_server<S: ErrorStyle>(
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(actix_web::middleware::from_fn(
-                crate::metrics::record_http_metrics,
+                crate::observe::observe_request,
             ))
-            .wrap(tracing_actix_web::TracingLogger::<
-                crate::telemetry::HttpRootSpan,
-            >::new())
             .app_data(http_metrics.clone())
             .configure(routes.clone())
             .configure(|cfg| configure::<S>(cfg, &ops))

@@ -3,6 +3,7 @@
 //! - [`settings`]: configuration loading (defaults → files → `<SERVICE>__…` variables);
 //! - [`telemetry`]: JSON logs, OpenTelemetry traces over OTLP, W3C context propagation;
 //! - [`metrics`]: Prometheus HTTP/process metrics and `/metrics`;
+//! - [`observe`]: the middleware giving every request its server span and RED metrics;
 //! - [`http`]: error bodies in each service's shape, 4xx for bad input, ops endpoints;
 //! - [`audit`]: the `audit_log` table, the middleware that records audited requests, `GET /api/audit`;
 //! - [`auth`]: RS256 token verification against user-service's JWKS, ownership checks;
@@ -17,6 +18,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod nats;
+pub mod observe;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

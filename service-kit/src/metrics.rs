@@ -1,12 +1,6 @@
 //! Prometheus metrics: the HTTP RED metrics every service exports, process metrics, and the
 //! `/metrics` endpoint. Services register their domain metrics into the same [`Registry`].
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -15,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 pub use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 /// Buckets from 100 µs to 10 s: most handlers finish well under a millisecond, so the low end
 /// must resolve them, while timeouts still land in a bucket.
@@ -67,7 +62,9 @@ impl HttpMetrics {
         metrics
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    /// Counts one answered request under its route template (never the raw path, so ids do not
+    /// explode the label space).
+    pub(crate) fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 method: method.into(),
@@ -93,10 +90,10 @@ pub fn requests_in_flight() -> i64 {
 }
 
 /// Decrements the in-flight count however the request ends (even if its future is dropped).
-struct InFlight;
+pub(crate) struct InFlight;
 
 impl InFlight {
-    fn enter() -> Self {
+    pub(crate) fn enter() -> Self {
         IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         InFlight
     }
@@ -106,35 +103,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
-}
-
-/// Middleware recording every request under its route template (never the raw path, so ids do
-/// not explode the label space); requests no route matched count as `unmatched`.
-pub async fn record_http_metrics(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let _in_flight = InFlight::enter();
-    let started = Instant::now();
-    let metrics = request.app_data::<web::Data<HttpMetrics>>().cloned();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
-    let outcome = next.call(request).await;
-    if let Some(metrics) = metrics {
-        let status = match &outcome {
-            Ok(response) => response.status(),
-            Err(error) => error.as_response_error().status_code(),
-        };
-        metrics.observe(
-            &method,
-            &route,
-            status.as_u16(),
-            started.elapsed().as_secs_f64(),
-        );
-    }
-    outcome
 }
 
 pub async fn metrics_endpoint(registry: web::Data<Arc<Registry>>) -> HttpResponse {

@@ -144,25 +144,3 @@ pub fn inject_into_reqwest(request: reqwest::RequestBuilder) -> reqwest::Request
         .into_iter()
         .fold(request, |request, (k, v)| request.header(k, v))
 }
-
-/// Root spans of actix-web requests, children of the caller's `traceparent` when one is sent.
-pub struct HttpRootSpan;
-
-impl tracing_actix_web::RootSpanBuilder for HttpRootSpan {
-    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> Span {
-        let span = tracing_actix_web::root_span!(request);
-        let headers = request
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
-        continue_trace(&span, headers);
-        span
-    }
-
-    fn on_request_end<B: actix_web::body::MessageBody>(
-        span: Span,
-        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
-    ) {
-        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
-    }
-}
