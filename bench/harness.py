@@ -491,19 +491,31 @@ class Run:
                 wrk(url, script, max(WARMUP_S, seconds) if note == "argon2" else WARMUP_S, env)
             if key in PROFILE and service in self.service_procs and shutil.which("perf"):
                 perf_data = self.work / f"perf-{key}.data"
-                perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", str(perf_data),
+                # DWARF unwinding: release builds keep debug info but no frame pointers.
+                perf = subprocess.Popen(["perf", "record", "-F", "299", "--call-graph", "dwarf,16384",
+                                         "-o", str(perf_data),
                                          "-p", str(self.service_procs[service].pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                # And which processes the machine's CPU went to (generator, database, NATS…).
+                system_data = self.work / f"perf-{key}-system.data"
+                system_perf = subprocess.Popen(["perf", "record", "-a", "-F", "199", "-o", str(system_data)],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             runs = [wrk(url, script, seconds, env) for _ in range(RUNS)]
         finally:
             self.sampler.phase = None
             if perf is not None:
-                perf.send_signal(signal.SIGINT)
-                perf.wait(30)
+                for recorder in (perf, system_perf):
+                    recorder.send_signal(signal.SIGINT)
+                    recorder.wait(30)
+                # CPU share per process (whole machine), then the service: inclusive time per
+                # function (where the time goes), then self time.
                 with open(RESULTS / f"profile-{self.backend}-{key}.txt", "w") as out:
-                    subprocess.run(["perf", "report", "--stdio", "--no-children", "-g", "caller,0.5,callee",
-                                    "--percent-limit", "1", "-i", str(perf_data)], stdout=out,
-                                   stderr=subprocess.DEVNULL)
+                    subprocess.run(["perf", "report", "--stdio", "--sort", "comm", "--percent-limit", "1",
+                                    "-i", str(system_data)], stdout=out, stderr=subprocess.DEVNULL)
+                    for mode in ("--children", "--no-children"):
+                        subprocess.run(["perf", "report", "--stdio", mode, "-g", "none",
+                                        "--percent-limit", "1.5", "-i", str(perf_data)], stdout=out,
+                                       stderr=subprocess.DEVNULL)
         med = lambda k: statistics.median(r[k] for r in runs)
         entry = {
             "label": label, "service": service, "note": note,
