@@ -69,9 +69,12 @@ NATS_BIN = os.environ.get("BENCH_NATS_BIN") or shutil.which("nats-server") or "n
 PG_BINDIR = os.environ.get("BENCH_PG_BINDIR", "")
 SEED = env_int("BENCH_SEED", 42)
 NAME = os.environ.get("BENCH_NAME", "smoke" if SMOKE else "latest")
-# BENCH_PROFILE=get_user,create_order: `perf record` the scenario's service during its measured
-# runs; the flat profile goes to bench/results/profile-<backend>-<scenario>.txt.
+# BENCH_PROFILE=get_user,create_order: `perf record` the machine and the scenario's service
+# (BENCH_PROFILE_SERVICE=notification-service: another one, e.g. the consumer while orders are
+# created) during the measured runs; reports go to bench/results/profile-<backend>-<scenario>.txt,
+# the perf data next to them.
 PROFILE = set(filter(None, os.environ.get("BENCH_PROFILE", "").split(",")))
+PROFILE_SERVICE = os.environ.get("BENCH_PROFILE_SERVICE")
 # BENCH_ONLY=get_user,pipeline: run only these scenarios (the ceiling always runs); for working
 # on one figure without the whole run.
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
@@ -489,15 +492,16 @@ class Run:
         try:
             if WARMUP_S > 0:
                 wrk(url, script, max(WARMUP_S, seconds) if note == "argon2" else WARMUP_S, env)
-            if key in PROFILE and service in self.service_procs and shutil.which("perf"):
-                perf_data = self.work / f"perf-{key}.data"
+            profiled = PROFILE_SERVICE or service
+            if key in PROFILE and profiled in self.service_procs and shutil.which("perf"):
+                perf_data = RESULTS / f"perf-{self.backend}-{key}.data"
                 # DWARF unwinding: release builds keep debug info but no frame pointers.
                 perf = subprocess.Popen(["perf", "record", "-F", "299", "--call-graph", "dwarf,16384",
                                          "-o", str(perf_data),
-                                         "-p", str(self.service_procs[service].pid)],
+                                         "-p", str(self.service_procs[profiled].pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 # And which processes the machine's CPU went to (generator, database, NATS…).
-                system_data = self.work / f"perf-{key}-system.data"
+                system_data = RESULTS / f"perf-{self.backend}-{key}-system.data"
                 system_perf = subprocess.Popen(["perf", "record", "-a", "-F", "199", "-o", str(system_data)],
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             runs = [wrk(url, script, seconds, env) for _ in range(RUNS)]
@@ -507,15 +511,18 @@ class Run:
                 for recorder in (perf, system_perf):
                     recorder.send_signal(signal.SIGINT)
                     recorder.wait(30)
-                # CPU share per process (whole machine), then the service: inclusive time per
-                # function (where the time goes), then self time.
+                # CPU share per thread name and binary (whole machine), then the service:
+                # inclusive time per function (where the time goes), then self time.
                 with open(RESULTS / f"profile-{self.backend}-{key}.txt", "w") as out:
-                    subprocess.run(["perf", "report", "--stdio", "--sort", "comm", "--percent-limit", "1",
-                                    "-i", str(system_data)], stdout=out, stderr=subprocess.DEVNULL)
-                    for mode in ("--children", "--no-children"):
-                        subprocess.run(["perf", "report", "--stdio", mode, "-g", "none",
-                                        "--percent-limit", "1.5", "-i", str(perf_data)], stdout=out,
-                                       stderr=subprocess.DEVNULL)
+                    reports = [["--sort", "comm,dso", "--percent-limit", "1", "-i", str(system_data)],
+                               ["--sort", "comm,dso,sym", "--percent-limit", "0.5", "-i", str(system_data)]]
+                    reports += [[mode, "-g", "none", "--percent-limit", "1.5", "-i", str(perf_data)]
+                                for mode in ("--children", "--no-children")]
+                    for report in reports:
+                        text = subprocess.run(["perf", "report", "--stdio", *report], capture_output=True,
+                                              text=True).stdout
+                        # Generic Rust symbols run to kilobytes; the head says which function.
+                        out.writelines(line[:220] + "\n" for line in text.splitlines())
         med = lambda k: statistics.median(r[k] for r in runs)
         entry = {
             "label": label, "service": service, "note": note,
