@@ -252,8 +252,10 @@ mod tests {
                 ..Default::default()
             })
             .await?;
-        txn.execute_unprepared(&format!("INSERT INTO t (body) VALUES (randomblob({bytes}))"))
-            .await?;
+        txn.execute_unprepared(&format!(
+            "INSERT INTO t (body) VALUES (randomblob({bytes}))"
+        ))
+        .await?;
         txn.commit().await
     }
 
