@@ -22,7 +22,7 @@ where
     Migrate: FnOnce(S) -> Migrated,
     Migrated: Future<Output = anyhow::Result<()>>,
 {
-    tune_malloc();
+    limit_malloc_arenas();
     crate::install_crypto_provider();
     let settings = match load() {
         Ok(settings) => settings,
@@ -60,23 +60,15 @@ where
     }
 }
 
-/// glibc's malloc, tuned for a long-running service with many threads:
-///
-/// - Each thread that meets contention in malloc gets an arena of its own, up to eight per core,
-///   and an arena keeps the memory it grew to. A service has many threads (HTTP workers, the
-///   runtime's, one per SQLite connection), so under load each grew its own: 60–70 MiB RSS
-///   after the pipeline benchmark for ~20 MiB idle. Two arenas are plenty on the cores a
-///   service gets.
-/// - glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB) and its
-///   trim threshold to twice that, so after one large buffer (argon2's 7 MiB blocks, a relay
-///   batch) freed memory stays in the heap: user-service sat at 260 MiB after a login burst.
-///   A fixed 1 MiB threshold keeps large blocks mapped and returned on free, and the heap
-///   trimmed at glibc's default 128 KiB.
-fn tune_malloc() {
+/// glibc gives each thread that meets contention in malloc an arena of its own, up to eight per
+/// core, and an arena keeps the memory it grew to. A service has many threads (HTTP workers,
+/// the runtime's, one per SQLite connection), so under load each grew its own: 60–70 MiB RSS
+/// after the pipeline benchmark for ~20 MiB idle. Two arenas are plenty on the cores a service
+/// gets, and RSS then follows the live data.
+fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes malloc tunables; any value is valid.
+    // SAFETY: mallopt only changes a malloc tunable; any value is valid.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }

@@ -114,8 +114,15 @@ type Job = Box<dyn FnOnce() + Send>;
 
 static HASHERS: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
     std::sync::LazyLock::new(|| {
-        // Each hash's blocks are mapped and returned at once: `service_kit::cli` fixes glibc's
-        // mmap threshold for every service.
+        // glibc serves a block of this size from the thread's arena once it has freed one
+        // (its mmap threshold follows the largest freed block), and arenas keep what they
+        // grew to: user-service sat at 260 MiB after a login burst. A fixed threshold keeps
+        // argon2's blocks mapped per hash and returned at once.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes a malloc tunable; any value is valid.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        }
         let (sender, receiver) = std::sync::mpsc::channel::<Job>();
         let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
         for i in 0..std::thread::available_parallelism().map_or(2, |n| n.get()) {
