@@ -487,8 +487,6 @@ impl EventHandler {
     async fn ensure_row(&self, new: NewRow<'_>) -> Result<(notification::Model, Fresh), DbErr> {
         let now = Utc::now();
         let to_send = new.channel == Channel::Email && new.status == Status::Pending;
-        let lease =
-            chrono::Duration::from_std(self.delivery.lease).unwrap_or(chrono::Duration::MAX);
         let row = notification::ActiveModel {
             id: Set(Uuid::now_v7()),
             event_id: Set(Some(new.event.id)),
@@ -501,7 +499,7 @@ impl EventHandler {
             recipient: Set(new.recipient),
             attempts: Set(0),
             last_error: Set(new.last_error),
-            locked_until: Set(to_send.then(|| now + lease)),
+            locked_until: Set(to_send.then(|| self.delivery.lease_until(now))),
             event_time: Set(Some(new.event.time)),
             created_at: Set(now),
             sent_at: Set(None),

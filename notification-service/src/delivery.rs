@@ -46,6 +46,11 @@ pub enum DeliveryError {
 }
 
 impl Delivery {
+    /// When a claim taken at `now` runs out.
+    pub fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        expiry(now, self.lease)
+    }
+
     /// Sends `rendered` to the row's recipient unless the row says it was sent already.
     /// `failed_status` is what a failed attempt leaves in `status` (`pending` while retries
     /// follow).
@@ -61,9 +66,8 @@ impl Delivery {
             return Ok(Delivered::Already);
         }
         let now = Utc::now();
-        let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         let claimed = notification::Entity::update_many()
-            .col_expr(Column::LockedUntil, Expr::value(now + lease))
+            .col_expr(Column::LockedUntil, Expr::value(self.lease_until(now)))
             .filter(Column::Id.eq(row.id))
             .filter(Column::Status.ne(Status::Sent.as_str()))
             .filter(
@@ -148,5 +152,33 @@ impl Delivery {
                 Err(DeliveryError::Send(error))
             }
         }
+    }
+}
+
+/// `now + lease`, or the latest representable instant for a lease too long to add (a huge SMTP
+/// timeout setting): a claim that never runs out rather than a panic.
+fn expiry(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_expiry_saturates() {
+        let now = Utc::now();
+        assert_eq!(
+            expiry(now, Duration::from_secs(35)),
+            now + chrono::Duration::seconds(35)
+        );
+        assert_eq!(expiry(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            expiry(now, Duration::from_secs(u64::MAX / 1_000)),
+            DateTime::<Utc>::MAX_UTC
+        );
     }
 }
