@@ -370,7 +370,9 @@ where
                 actor,
                 actor_role,
                 target_id,
-                trace_id: trace_id(&request),
+                // Polled inside the request's server span (`crate::observe`), which continues the
+                // caller's `traceparent`.
+                trace_id: crate::telemetry::current_trace_id(),
                 success_status: if request.method() == actix_web::http::Method::POST {
                     StatusCode::CREATED
                 } else {
@@ -444,18 +446,6 @@ async fn actor(request: &ServiceRequest) -> (String, &'static str) {
             Err(_) => anonymous,
         },
         None => anonymous,
-    }
-}
-
-/// The trace id of the request's root span (which continues the caller's `traceparent`).
-fn trace_id(request: &ServiceRequest) -> Option<String> {
-    let span = request
-        .extensions()
-        .get::<crate::observe::RequestSpan>()
-        .map(|root| root.0.clone());
-    match span {
-        Some(span) => span.in_scope(crate::telemetry::current_trace_id),
-        None => crate::telemetry::current_trace_id(),
     }
 }
 

@@ -13,16 +13,11 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, web};
+use actix_web::web;
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::metrics::{HttpMetrics, InFlight};
-
-/// The request's server span, in the request's extensions for middleware that needs it
-/// outside the span's scope.
-#[derive(Clone, Debug)]
-pub struct RequestSpan(pub tracing::Span);
 
 /// Label and span name of requests no route matched (the label space stays bounded).
 const UNMATCHED: &str = "unmatched";
@@ -54,7 +49,6 @@ pub async fn observe_request(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
     crate::telemetry::continue_trace(&span, headers);
-    request.extensions_mut().insert(RequestSpan(span.clone()));
 
     // The inner services are called inside the span, so their futures and spans are its children.
     let outcome = async move { next.call(request).await }
