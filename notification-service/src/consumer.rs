@@ -407,10 +407,9 @@ impl EventHandler {
         mut context: Value,
         message: String,
     ) -> Result<(), Failure> {
-        if let Some(row) = self.finished(event.id).await? {
-            tracing::debug!(notification_id = %row.id, "already handled");
-            return Ok(());
-        }
+        // No "already handled?" query first: that is a statement per mail for the rare
+        // redelivery. A redelivered event finds its row in `ensure_row`, and `deliver` sends
+        // nothing for a row that was sent (or is being sent) already.
         let Some(contact) = contact::Entity::find_by_id(user_id).one(&self.db).await? else {
             // Its users.registered may still be on the way (or waiting in user-service's outbox).
             return Err(Failure::Retry(format!("user {user_id} is not known yet")));

@@ -10,6 +10,7 @@ use actix_web::HttpRequest;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::Value;
+use service_kit::database::Inserts;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -95,14 +96,15 @@ pub async fn earlier(
         }))
 }
 
-/// Claims `key` for `order_id`; fails with a unique violation when another request did first.
-pub async fn claim(
-    txn: &impl ConnectionTrait,
+/// Claims `key` for `order_id` with the order's inserts: committing them fails with a unique
+/// violation when another request claimed it first.
+pub fn claim(
+    writes: &mut Inserts,
     caller: Uuid,
     key: &IdempotencyKey,
     fingerprint: String,
     order_id: Uuid,
-) -> Result<(), sea_orm::DbErr> {
+) {
     let row = idempotency_key::Model {
         user_id: caller,
         key: key.0.clone(),
@@ -110,8 +112,7 @@ pub async fn claim(
         order_id,
         created_at: Utc::now(),
     };
-    idempotency_key::Entity::insert(idempotency_key::ActiveModel::from(row))
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    writes.push(idempotency_key::Entity::insert(
+        idempotency_key::ActiveModel::from(row),
+    ));
 }

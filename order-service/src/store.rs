@@ -9,6 +9,7 @@ use sea_orm::{
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
+use service_kit::database::Inserts;
 use service_kit::events::{self, OrderCreated, OrderItem, OrderStatusChanged};
 use service_kit::settings::NatsSettings;
 use uuid::Uuid;
@@ -129,9 +130,9 @@ async fn with_items(
         .collect())
 }
 
-/// Inserts a pending order with id `id`, its items and its `orders.created` event.
-pub async fn insert(
-    txn: &impl ConnectionTrait,
+/// Adds a pending order with id `id`, its items and its `orders.created` event to `writes`.
+pub fn insert(
+    writes: &mut Inserts,
     nats: &NatsSettings,
     id: Uuid,
     new: NewOrder,
@@ -158,12 +159,10 @@ pub async fn insert(
             price: item.price,
         })
         .collect();
-    order::Entity::insert(order::ActiveModel::from(row.clone()))
-        .exec_without_returning(txn)
-        .await?;
-    order_item::Entity::insert_many(items.iter().cloned().map(order_item::ActiveModel::from))
-        .exec_without_returning(txn)
-        .await?;
+    writes.push(order::Entity::insert(order::ActiveModel::from(row.clone())));
+    writes.push(order_item::Entity::insert_many(
+        items.iter().cloned().map(order_item::ActiveModel::from),
+    ));
     let event = OrderCreated {
         order_id: id,
         user_id: row.user_id,
@@ -178,7 +177,7 @@ pub async fn insert(
         total_amount: row.total_amount.amount(),
         shipping_address: row.shipping_address.clone(),
     };
-    events::enqueue(txn, nats, SERVICE, &event).await?;
+    events::enqueue_into(writes, nats, SERVICE, &event)?;
     Ok(Order { row, items })
 }
 

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::{Authenticated, Role, Verifier, ensure_admin};
+use crate::database::Inserts;
 use crate::http::{ApiError, Detail, Envelope, ErrorStyle, Page, TOTAL_COUNT};
 
 pub mod entity {
@@ -238,17 +239,27 @@ impl Audit {
         target_id: impl ToString,
         fields: &[&str],
     ) -> Result<(), sea_orm::DbErr> {
-        let row = {
-            let mut pending = self.0.borrow_mut();
-            pending.target_id = Some(target_id.to_string());
-            pending.row(pending.success_status, fields).1
-        };
+        let row = self.success_row(target_id, fields);
         let id = *row.id.as_ref();
         entity::Entity::insert(row)
             .exec_without_returning(txn)
             .await?;
         self.0.borrow_mut().recorded = Some(id);
         Ok(())
+    }
+
+    /// Like [`Audit::record`], as one of the inserts committed together with the change.
+    pub fn record_into(&self, writes: &mut Inserts, target_id: impl ToString, fields: &[&str]) {
+        let row = self.success_row(target_id, fields);
+        // If the inserts fail to commit, the answer is a failure and the middleware writes it.
+        self.0.borrow_mut().recorded = Some(*row.id.as_ref());
+        writes.push(entity::Entity::insert(row));
+    }
+
+    fn success_row(&self, target_id: impl ToString, fields: &[&str]) -> entity::ActiveModel {
+        let mut pending = self.0.borrow_mut();
+        pending.target_id = Some(target_id.to_string());
+        pending.row(pending.success_status, fields).1
     }
 
     /// Names the target when the path does not (a resource just created); the entry is written

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use service_kit::audit::{Audit, Audited};
 use service_kit::auth::{ensure_admin, ensure_may_act_for};
+use service_kit::database::Inserts;
 use service_kit::http::{Page, TOTAL_COUNT, is_unique_violation};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -266,15 +267,18 @@ pub async fn create(
     }
 
     let id = Uuid::now_v7();
-    let txn = store::begin_write(&state.db).await?;
-    if let Some(key) = &key
-        && let Err(e) = idempotency::claim(&txn, caller.user_id, key, fingerprint.clone(), id).await
-    {
-        if !is_unique_violation(&e) {
+    let mut writes = Inserts::default();
+    if let Some(key) = &key {
+        idempotency::claim(&mut writes, caller.user_id, key, fingerprint.clone(), id);
+    }
+    let order = store::insert(&mut writes, &state.settings.nats, id, new)?;
+    audit.record_into(&mut writes, order.row.id, &[]);
+    if let Err(e) = writes.commit(&state.db).await {
+        let Some(key) = key.as_ref().filter(|_| is_unique_violation(&e)) else {
             return Err(e.into());
-        }
-        // Another request with this key committed first: answer what it decided.
-        txn.rollback().await?;
+        };
+        // Another request with this key committed first (nothing of this one was written):
+        // answer what it decided.
         let earlier = idempotency::earlier(&state.db, caller.user_id, key, &fingerprint)
             .await?
             .ok_or_else(|| {
@@ -283,9 +287,6 @@ pub async fn create(
             })?;
         return replay(&state, earlier).await;
     }
-    let order = store::insert(&txn, &state.settings.nats, id, new).await?;
-    audit.record(&txn, order.row.id, &[]).await?;
-    txn.commit().await?;
     state.outbox.notify();
     state.metrics.order_created(order.row.total_amount);
     tracing::info!(order_id = %order.row.id, user_id = %order.row.user_id, "order created");
