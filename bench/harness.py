@@ -647,7 +647,7 @@ class Run:
         self.scenario("login", "POST /api/auth/login (argon2 verify)", "user-service", "login.lua",
                       self.seed["accounts"], "argon2")
         self.scenario("register", "POST /api/users (argon2 hash)", "user-service", "register.lua", None, "argon2")
-        self.scenario("create_order", "POST /api/orders (user check, txn, outbox)", "order-service",
+        self.scenario("create_order", "POST /api/orders (user check, order + outbox + audit)", "order-service",
                       "create_order.lua", users)
         self.wait_quiet("before the pipeline", 180 if not SMOKE else 30)
         self.pipeline()

@@ -4,7 +4,7 @@
 //! different request it is refused.
 //!
 //! Two requests racing with one key both pass the first look-up; the primary key on
-//! `(user_id, key)` lets exactly one transaction commit, and the loser replays the winner.
+//! `(user_id, key)` lets exactly one of them commit its order, and the loser replays the winner.
 
 use actix_web::HttpRequest;
 use chrono::Utc;

@@ -1,5 +1,5 @@
-//! Reading and writing orders with their items; every write goes with its event, in the
-//! caller's transaction.
+//! Reading and writing orders with their items; every write goes with its event, committed
+//! together (the caller's transaction, or the caller's [`Inserts`]).
 
 use std::collections::HashMap;
 
