@@ -5,9 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select,
 };
 use service_kit::database::Inserts;
 use service_kit::events::{self, OrderCreated, OrderItem, OrderStatusChanged};
@@ -18,17 +17,7 @@ use crate::domain::{NewOrder, OrderStatus};
 use crate::entity::{order, order_item};
 use crate::settings::SERVICE;
 
-/// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`: a
-/// deferred transaction that reads first cannot wait for a concurrent writer when it later
-/// writes (it fails with "database is locked"), while `BEGIN IMMEDIATE` queues for the lock.
-/// PostgreSQL ignores the mode.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, sea_orm::DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
-}
+pub use service_kit::database::begin_write;
 
 /// Now, at the precision both databases keep (microseconds), so an answer given before a
 /// read-back equals the answer after it.

@@ -224,6 +224,21 @@ pub async fn connect_and_migrate<M: sea_orm_migration::MigratorTrait>(
     Ok(db)
 }
 
+/// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`: a
+/// deferred transaction that reads first cannot wait for a concurrent writer when it later
+/// writes (it fails at once with "database is locked", code 517, if another connection committed
+/// in between), while `BEGIN IMMEDIATE` queues for the lock. PostgreSQL ignores the mode.
+pub async fn begin_write(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::TransactionTrait;
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Inserts that must commit together (a row, its event in the outbox, its audit entry), in as
 /// few round trips as the database allows.
 ///
@@ -250,7 +265,7 @@ impl Inserts {
     /// Writes them all, or nothing.
     pub async fn commit(self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
         use sea_orm::sea_query::{Alias, CommonTableExpression, WithClause};
-        use sea_orm::{ConnectionTrait, DatabaseBackend, TransactionTrait};
+        use sea_orm::{ConnectionTrait, DatabaseBackend};
         let mut statements = self.0;
         let Some(last) = statements.pop() else {
             return Ok(());
@@ -272,12 +287,7 @@ impl Inserts {
             db.execute(&with.query(last)).await?;
             return Ok(());
         }
-        let txn = db
-            .begin_with_options(sea_orm::TransactionOptions {
-                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-                ..Default::default()
-            })
-            .await?;
+        let txn = begin_write(db).await?;
         for insert in statements.iter().chain([&last]) {
             txn.execute(insert).await?;
         }

@@ -6,11 +6,12 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use service_kit::audit::{Audit, Audited};
 use service_kit::auth::{Role, ensure_admin, ensure_may_act_for};
+use service_kit::database::begin_write;
 use service_kit::events::{self, UserDeleted, UserRegistered, UserUpdated};
 use service_kit::http::{Page, TOTAL_COUNT, is_unique_violation};
 use utoipa::ToSchema;
@@ -188,7 +189,7 @@ pub async fn create(
         Some(password) => Some(hash(Password::parse(password).map_err(bad_request)?).await?),
         None => None,
     };
-    let txn = state.db.begin().await?;
+    let txn = begin_write(&state.db).await?;
     let created = insert_user(&txn, &state, name, email, password_hash, Role::User)
         .await
         .map_err(duplicate)?;
@@ -274,7 +275,7 @@ pub async fn update(
         Some(password) => Some(hash(Password::parse(password).map_err(bad_request)?).await?),
         None => None,
     };
-    let txn = state.db.begin().await?;
+    let txn = begin_write(&state.db).await?;
     let existing = user::Entity::find_by_id(*id)
         .lock_exclusive()
         .one(&txn)
@@ -322,7 +323,7 @@ pub async fn delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     ensure_may_act_for(&caller, *id)?;
-    let txn = state.db.begin().await?;
+    let txn = begin_write(&state.db).await?;
     let existing = user::Entity::find_by_id(*id)
         .lock_exclusive()
         .one(&txn)
@@ -356,7 +357,7 @@ pub async fn ensure_admin_account(
     password: Password,
 ) -> anyhow::Result<()> {
     let password_hash = password.hash()?;
-    let txn = state.db.begin().await?;
+    let txn = begin_write(&state.db).await?;
     match user::Entity::find()
         .filter(user::Column::Email.eq(email.as_str()))
         .one(&txn)
