@@ -17,8 +17,6 @@ use crate::domain::{NewOrder, OrderStatus};
 use crate::entity::{order, order_item};
 use crate::settings::SERVICE;
 
-pub use service_kit::database::begin_write;
-
 /// Now, at the precision both databases keep (microseconds), so an answer given before a
 /// read-back equals the answer after it.
 fn now() -> DateTime<Utc> {

@@ -270,11 +270,12 @@ impl Inserts {
         let Some(last) = statements.pop() else {
             return Ok(());
         };
+        if statements.is_empty() {
+            // One statement is atomic on its own.
+            db.execute(&last).await?;
+            return Ok(());
+        }
         if db.get_database_backend() == DatabaseBackend::Postgres {
-            if statements.is_empty() {
-                db.execute(&last).await?;
-                return Ok(());
-            }
             let mut with = WithClause::new();
             for (n, insert) in statements.into_iter().enumerate() {
                 with.cte(

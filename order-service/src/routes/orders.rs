@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use service_kit::audit::{Audit, Audited};
 use service_kit::auth::{ensure_admin, ensure_may_act_for};
-use service_kit::database::Inserts;
+use service_kit::database::{Inserts, begin_write};
 use service_kit::http::{Page, TOTAL_COUNT, is_unique_violation};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -346,7 +346,7 @@ pub async fn update_status(
         )));
     };
     let to = parse_status(&raw)?;
-    let txn = store::begin_write(&state.db).await?;
+    let txn = begin_write(&state.db).await?;
     let mut order = store::find_for_update(&txn, *id)
         .await?
         .ok_or_else(not_found)?;
@@ -390,7 +390,7 @@ pub async fn delete(
     caller: Authenticated,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Error> {
-    let txn = store::begin_write(&state.db).await?;
+    let txn = begin_write(&state.db).await?;
     let mut order = store::find_for_update(&txn, *id)
         .await?
         .ok_or_else(not_found)?;
