@@ -163,7 +163,7 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        self.resume();
+        // SIGKILL ends a suspended child too; `Child::kill` does not signal one already reaped.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -833,9 +833,12 @@ async fn user_service_down_fails_unknown_users_fast_and_keeps_known_ones_orderin
         assert_eq!(status, Some(StatusCode::SERVICE_UNAVAILABLE), "{body}");
         slowest = slowest.max(took);
     }
+    // "At once" means without waiting for the 2 s lookup timeout a hung user-service costs;
+    // the bound leaves room for a debug build sharing two cores with the other fault tests
+    // (one CI run saw 526 ms).
     assert!(
-        slowest < Duration::from_millis(500),
-        "refused at once: {slowest:?}"
+        slowest < Duration::from_secs(1),
+        "refused without waiting for the lookup timeout: {slowest:?}"
     );
     reads_work().await;
 
