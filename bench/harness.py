@@ -826,7 +826,9 @@ def markdown(report: dict) -> str:
         f"# Benchmark results ({'smoke' if s['smoke'] else 'full run'}, {report['finished']})",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; {m['rustc']};"
-        f" {m['wrk']}; {m.get('postgres', 'PostgreSQL n/a')}; {m['nats']}.",
+        f" {m['wrk']}; {m.get('postgres', 'PostgreSQL n/a')}; {m['nats']}."
+        f" Binaries: cargo profile `{s.get('cargo_profile', 'release')}`"
+        f" ({'thin LTO, one codegen unit: what the images ship' if s.get('cargo_profile') == 'dist' else 'as `cargo build --release`'}).",
         f"Generator: wrk, {s['threads']} threads, {s['connections']} connections, loopback, on the same cores as"
         f" the services; {s['warmup_s']} s warm-up, then the median of {s['runs']} runs of {s['run_s']} s."
         f" Data: {s['users']} users ({s['token_users']} with a password and token), {s['orders']} orders.",
@@ -903,7 +905,8 @@ def main() -> int:
         "settings": {"smoke": SMOKE, "threads": THREADS, "connections": CONNECTIONS, "warmup_s": WARMUP_S,
                      "run_s": RUN_S, "runs": RUNS, "users": N_USERS, "token_users": N_TOKEN_USERS,
                      "orders": N_ORDERS, "pipeline_s": PIPELINE_S, "pipeline_rate": PIPELINE_RATE,
-                     "startup_samples": STARTUP_SAMPLES, "seed": SEED},
+                     "startup_samples": STARTUP_SAMPLES, "seed": SEED,
+                     "cargo_profile": os.environ.get("BENCH_CARGO_PROFILE", "release")},
         "machine": machine(), "binaries": binaries(), "backends": {},
     }
     failures = []

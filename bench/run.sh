@@ -10,14 +10,21 @@
 #
 # Other knobs (environment): BENCH_RUNS, BENCH_DURATION_SECONDS, BENCH_WARMUP_SECONDS,
 # BENCH_USERS, BENCH_TOKEN_USERS, BENCH_ORDERS, BENCH_PIPELINE_SECONDS, BENCH_PIPELINE_RATE,
-# BENCH_THREADS, BENCH_CONNECTIONS, BENCH_NAME (result file name). A service whose crate does not
-# build yet is skipped with a line saying so. Everything started is stopped on exit.
+# BENCH_THREADS, BENCH_CONNECTIONS, BENCH_NAME (result file name), BENCH_CARGO_PROFILE (`release`,
+# the default, or `dist`: the profile the images ship, thin LTO and one codegen unit, a longer
+# build). A service whose crate does not build yet is skipped with a line saying so. Everything
+# started is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 
 BACKENDS=${BENCH_BACKENDS:-sqlite postgres}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+CARGO_PROFILE=${BENCH_CARGO_PROFILE:-release}
+case $CARGO_PROFILE in
+  release | dist) ;;
+  *) echo "bench: BENCH_CARGO_PROFILE must be release or dist, not '$CARGO_PROFILE'" >&2; exit 2 ;;
+esac
 BUILD_LOG=bench/results/build.log
 mkdir -p bench/results
 
@@ -59,20 +66,20 @@ if [[ " $BACKENDS " == *" postgres "* ]]; then
   [ -n "$PG_BINDIR" ] || echo "bench: PostgreSQL is not installed; the postgres run is skipped" >&2
 fi
 
-echo "==> building release binaries (log: $BUILD_LOG)"
+echo "==> building $CARGO_PROFILE binaries (log: $BUILD_LOG)"
 : >"$BUILD_LOG"
 BUILT=()
 services=(user-service order-service notification-service)
 packages=(-p bench-ceiling -p bench-smtp-sink)
 for svc in "${services[@]}"; do packages+=(-p "$svc"); done
-if cargo build --release --bins "${packages[@]}" >>"$BUILD_LOG" 2>&1; then
+if cargo build --profile "$CARGO_PROFILE" --bins "${packages[@]}" >>"$BUILD_LOG" 2>&1; then
   BUILT=("${services[@]}")
 else
   # Build what builds: the reference tools are required, each service is optional.
-  cargo build --release --bins -p bench-ceiling -p bench-smtp-sink >>"$BUILD_LOG" 2>&1 ||
+  cargo build --profile "$CARGO_PROFILE" --bins -p bench-ceiling -p bench-smtp-sink >>"$BUILD_LOG" 2>&1 ||
     { tail -n 30 "$BUILD_LOG" >&2; echo "bench: the benchmark tools do not build" >&2; exit 1; }
   for svc in "${services[@]}"; do
-    if cargo build --release --bins -p "$svc" >>"$BUILD_LOG" 2>&1; then
+    if cargo build --profile "$CARGO_PROFILE" --bins -p "$svc" >>"$BUILD_LOG" 2>&1; then
       BUILT+=("$svc")
     else
       echo "skipped: $svc not built (cargo build failed; see $BUILD_LOG)"
@@ -81,6 +88,6 @@ else
 fi
 [[ " ${BUILT[*]} " == *" user-service "* ]] || { echo "bench: user-service does not build" >&2; exit 1; }
 
-BENCH_BUILT="${BUILT[*]}" BENCH_BIN_DIR="$CARGO_TARGET_DIR/release" BENCH_NATS_BIN=$NATS_BIN \
+BENCH_BUILT="${BUILT[*]}" BENCH_BIN_DIR="$CARGO_TARGET_DIR/$CARGO_PROFILE" BENCH_CARGO_PROFILE=$CARGO_PROFILE BENCH_NATS_BIN=$NATS_BIN \
   BENCH_PG_BINDIR=$PG_BINDIR BENCH_BACKENDS=$BACKENDS BENCH_PID_FILE=$PID_FILE \
   PYTHONDONTWRITEBYTECODE=1 python3 bench/harness.py
