@@ -5,6 +5,11 @@
 //! (replicas, a redelivery while the first attempt still runs) never both send. "Sent" is
 //! written right after the relay accepted the mail and before the event is acknowledged: a
 //! crash after that point leaves a row that says sent, and the redelivery only acknowledges.
+//!
+//! The "sent" marks of mails accepted at about the same time are written together, by one
+//! `UPDATE … WHERE id IN (…)` (a group commit): each sender still waits for its mark to be
+//! committed before it answers or acknowledges, but a burst of mails costs the database one
+//! statement and one commit instead of one per mail. A failed attempt is recorded on its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +17,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use crate::domain::Status;
 use crate::entity::notification;
@@ -20,12 +27,22 @@ use crate::metrics::{ChannelLabel, NotificationMetrics};
 
 #[derive(Clone)]
 pub struct Delivery {
-    pub db: DatabaseConnection,
+    db: DatabaseConnection,
     pub mailer: Arc<Mailer>,
-    pub metrics: NotificationMetrics,
+    metrics: NotificationMetrics,
     /// How long a claim keeps others from sending the same notification.
-    pub lease: Duration,
+    lease: Duration,
+    sent_marks: mpsc::Sender<SentMark>,
 }
+
+/// A row to mark sent, and who waits for the mark to be committed.
+struct SentMark {
+    id: Uuid,
+    committed: oneshot::Sender<Result<(), String>>,
+}
+
+/// Most rows one "sent" statement marks.
+const MARKS_PER_STATEMENT: usize = 256;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivered {
@@ -46,6 +63,24 @@ pub enum DeliveryError {
 }
 
 impl Delivery {
+    /// Starts the task that writes "sent" marks; it ends when the last clone is dropped.
+    pub fn new(
+        db: DatabaseConnection,
+        mailer: Arc<Mailer>,
+        metrics: NotificationMetrics,
+        lease: Duration,
+    ) -> Self {
+        let (sent_marks, pending) = mpsc::channel(MARKS_PER_STATEMENT * 4);
+        tokio::spawn(write_sent_marks(db.clone(), pending));
+        Self {
+            db,
+            mailer,
+            metrics,
+            lease,
+            sent_marks,
+        }
+    }
+
     /// When a claim taken at `now` runs out.
     pub fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         expiry(now, self.lease)
@@ -113,23 +148,27 @@ impl Delivery {
                 Some(row.event_id.unwrap_or(row.id)),
             )
             .await;
-        let (status, sent_at, error) = match &outcome {
-            Ok(()) => (Status::Sent, Some(Utc::now()), None),
-            Err(e) => (failed_status, None, Some(e.to_string())),
+        let (sent_at, error) = match &outcome {
+            Ok(()) => (Some(Utc::now()), None),
+            Err(e) => (None, Some(e.to_string())),
         };
-        // One statement records the attempt and releases the claim.
-        notification::Entity::update_many()
-            .col_expr(Column::Status, Expr::value(status.as_str()))
-            .col_expr(Column::SentAt, Expr::value(sent_at))
-            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
-            .col_expr(Column::LastError, Expr::value(error.clone()))
-            .col_expr(
-                Column::LockedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(Column::Id.eq(row.id))
-            .exec(&self.db)
-            .await?;
+        // One statement records the attempt and releases the claim: grouped with other
+        // mails' for a sent one, on its own for a failed one.
+        if sent_at.is_some() {
+            self.mark_sent(row.id).await?;
+        } else {
+            notification::Entity::update_many()
+                .col_expr(Column::Status, Expr::value(failed_status.as_str()))
+                .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+                .col_expr(Column::LastError, Expr::value(error.clone()))
+                .col_expr(
+                    Column::LockedUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .filter(Column::Id.eq(row.id))
+                .exec(&self.db)
+                .await?;
+        }
         match (sent_at, error) {
             (Some(sent_at), _) => {
                 self.metrics.sent(CHANNEL, &row.kind);
@@ -151,6 +190,48 @@ impl Delivery {
                 tracing::warn!(notification_id = %row.id, error = %error, "mail not sent");
                 Err(DeliveryError::Send(error))
             }
+        }
+    }
+}
+
+impl Delivery {
+    /// Returns once the row is recorded sent (committed), together with whatever other marks
+    /// were waiting.
+    async fn mark_sent(&self, id: Uuid) -> Result<(), DbErr> {
+        let (committed, outcome) = oneshot::channel();
+        let gone = || DbErr::Custom("the sent-marks writer has stopped".into());
+        self.sent_marks
+            .send(SentMark { id, committed })
+            .await
+            .map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?.map_err(DbErr::Custom)
+    }
+}
+
+/// Writes the marks waiting at each moment in one statement: while it runs, the next group
+/// gathers, so the busier the service the fewer statements per mail.
+async fn write_sent_marks(db: DatabaseConnection, mut pending: mpsc::Receiver<SentMark>) {
+    use notification::Column;
+    let mut group = Vec::with_capacity(MARKS_PER_STATEMENT);
+    while pending.recv_many(&mut group, MARKS_PER_STATEMENT).await > 0 {
+        let ids: Vec<Uuid> = group.iter().map(|mark| mark.id).collect();
+        let written = notification::Entity::update_many()
+            .col_expr(Column::Status, Expr::value(Status::Sent.as_str()))
+            .col_expr(Column::SentAt, Expr::value(Some(Utc::now())))
+            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+            .col_expr(Column::LastError, Expr::value(Option::<String>::None))
+            .col_expr(
+                Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(Column::Id.is_in(ids))
+            .exec(&db)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        for mark in group.drain(..) {
+            // A sender that gave up (its request was cancelled) needs no answer.
+            let _ = mark.committed.send(written.clone());
         }
     }
 }

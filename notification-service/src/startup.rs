@@ -44,12 +44,7 @@ pub async fn event_handler(
         Duration::from_secs(settings.smtp.timeout_seconds + 5).max(settings.consumer.ack_wait());
     Ok(EventHandler {
         db: db.clone(),
-        delivery: Delivery {
-            db,
-            mailer: Arc::new(mailer),
-            metrics: metrics.clone(),
-            lease,
-        },
+        delivery: Delivery::new(db, Arc::new(mailer), metrics.clone(), lease),
         metrics,
         settings: settings.consumer.clone(),
     })
