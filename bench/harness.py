@@ -370,6 +370,12 @@ class Run:
             env[f"{p}__AUTH__JWKS_URL"] = jwks
             env[f"{p}__SMTP__URL"] = f"smtp://127.0.0.1:{self.ports['smtp']}"
             env[f"{p}__MAIL__OUTBOX_DIR"] = str(self.work / "outbox")
+        # BENCH_SET_<SETTING>=value: a service setting for this run, e.g.
+        # BENCH_SET_NOTIFICATION_SERVICE__CONSUMER__BATCH=64 (the service's own variables are
+        # not passed through: the environment of the shell running the bench is not the bench's).
+        for key, value in os.environ.items():
+            if key.startswith("BENCH_SET_" + p + "__"):
+                env[key.removeprefix("BENCH_SET_")] = value
         return env
 
     def start_service(self, service: str, timeout: float = 60) -> float:
@@ -882,8 +888,10 @@ def markdown(report: dict) -> str:
             binary = report["binaries"].get(service, {})
             size = f"{fmt_mib(binary.get('bytes'))} ({fmt_mib(binary.get('stripped_bytes'))})"
             lines.append(f"| {service} | {b} | {r['startup_ms'][service]['median_ms']:.0f} |"
-                         f" {r['startup_fresh_ms'].get(service, 0):.0f} | {fmt_mib(r['rss_idle'].get(service))} |"
-                         f" {fmt_mib(r['rss_load'].get(service))} | {fmt_mib(r['rss_load_argon2'].get(service))} | {size} |")
+                         f" {r.get('startup_fresh_ms', {}).get(service, 0):.0f} |"
+                         f" {fmt_mib(r.get('rss_idle', {}).get(service))} |"
+                         f" {fmt_mib(r.get('rss_load', {}).get(service))} |"
+                         f" {fmt_mib(r.get('rss_load_argon2', {}).get(service))} | {size} |")
     lines += ["", "Targets (issue 10):", "", "| target | measured | met |", "|---|---:|:---:|"]
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")

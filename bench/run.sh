@@ -10,17 +10,22 @@
 #
 # Other knobs (environment): BENCH_RUNS, BENCH_DURATION_SECONDS, BENCH_WARMUP_SECONDS,
 # BENCH_USERS, BENCH_TOKEN_USERS, BENCH_ORDERS, BENCH_PIPELINE_SECONDS, BENCH_PIPELINE_RATE,
-# BENCH_THREADS, BENCH_CONNECTIONS, BENCH_NAME (result file name), BENCH_CARGO_PROFILE (`release`,
-# the default, or `dist`: the profile the images ship, thin LTO and one codegen unit, a longer
-# build). A service whose crate does not build yet is skipped with a line saying so. Everything
-# started is stopped on exit.
+# BENCH_THREADS, BENCH_CONNECTIONS, BENCH_NAME (result file name), BENCH_CARGO_PROFILE (`dist`,
+# the default of a full run: the binaries the images ship, thin LTO and one codegen unit, no
+# symbols; `release`, the default of the smoke mode and of BENCH_PROFILE: quicker to rebuild,
+# with symbols for perf), BENCH_SET_<SETTING> (a service setting for the run, e.g.
+# BENCH_SET_NOTIFICATION_SERVICE__CONSUMER__BATCH=64). A service whose crate does not build yet
+# is skipped with a line saying so. Everything started is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 
 BACKENDS=${BENCH_BACKENDS:-sqlite postgres}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-CARGO_PROFILE=${BENCH_CARGO_PROFILE:-release}
+case ${BENCH_SMOKE:-0}${BENCH_PROFILE:+profiling} in
+  0 | false | no | "") CARGO_PROFILE=${BENCH_CARGO_PROFILE:-dist} ;;
+  *) CARGO_PROFILE=${BENCH_CARGO_PROFILE:-release} ;; # smoke, or perf wanting symbols
+esac
 case $CARGO_PROFILE in
   release | dist) ;;
   *) echo "bench: BENCH_CARGO_PROFILE must be release or dist, not '$CARGO_PROFILE'" >&2; exit 2 ;;
