@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 
 const WELCOMES: usize = 2; // the bootstrap admin's and Ada's
 /// Messages notification-service pulls, and handles concurrently, at once (its default).
-const CONSUMER_BATCH: usize = 32;
+const CONSUMER_BATCH: usize = 64;
 
 fn options(smtp: &SmtpSink) -> Options {
     Options {

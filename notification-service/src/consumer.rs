@@ -622,6 +622,14 @@ fn truncate(mut text: String, max_chars: usize) -> String {
     text
 }
 
+/// A handler that panicked left its message unacknowledged: the server redelivers it after the
+/// ack wait. Said here, since nothing else would.
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "handling an event panicked: it will be redelivered");
+    }
+}
+
 /// Pulls and handles events until `shutdown` fires; a message in hand is finished first.
 pub struct EventConsumer {
     pub handler: EventHandler,
@@ -672,18 +680,19 @@ impl EventConsumer {
             .await?;
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!(consumer = %settings.durable_name, "event consumer bound");
-        // Events are handled concurrently, up to one batch at a time: each waits on the
-        // database and the mail relay, so one at a time left both idle. Order between events
-        // does not matter: contacts keep the newest version, and an order whose user is not
-        // known yet is retried.
+        // Events are handled concurrently, up to one batch at a time, each in its own task (so
+        // on every core): each waits on the database and the mail relay, so one at a time left
+        // both idle. Order between events does not matter: contacts keep the newest version,
+        // and an order whose user is not known yet is retried.
         let concurrency = settings.batch.max(1);
-        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        let handler = Arc::new(self.handler.clone());
+        let mut in_flight = tokio::task::JoinSet::new();
         let mut refresh = tokio::time::interval(PENDING_REFRESH);
         let outcome = loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(done),
                 _ = refresh.tick() => {
                     if let Ok(info) = consumer.info().await {
                         self.handler.metrics.pending.set(info.num_pending as i64);
@@ -695,12 +704,13 @@ impl EventConsumer {
                         Some(Err(e)) => break Err(e.into()),
                         None => break Err(anyhow::anyhow!("the consumer's message stream ended")),
                     };
-                    in_flight.push(async move {
+                    let handler = handler.clone();
+                    in_flight.spawn(async move {
                         // Tell the server the message is still being worked on, so a slow
                         // send (a relay timing out, a busy machine) is not redelivered to a
                         // second handler while the first still holds it.
                         let keep_alive = async {
-                            let mut tick = tokio::time::interval(settings.ack_wait() / 2);
+                            let mut tick = tokio::time::interval(handler.settings.ack_wait() / 2);
                             tick.tick().await;
                             loop {
                                 tick.tick().await;
@@ -708,7 +718,7 @@ impl EventConsumer {
                             }
                         };
                         let disposition = tokio::select! {
-                            disposition = self.handler.process(&message) => disposition,
+                            disposition = handler.process(&message) => disposition,
                             never = keep_alive => never,
                         };
                         EventHandler::settle(&message, disposition).await;
@@ -717,7 +727,9 @@ impl EventConsumer {
             }
         };
         // Messages in hand are finished (and acknowledged) before the consumer stops.
-        while in_flight.next().await.is_some() {}
+        while let Some(done) = in_flight.join_next().await {
+            log_panic(done);
+        }
         outcome
     }
 }
