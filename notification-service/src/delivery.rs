@@ -17,11 +17,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::Status;
 use crate::entity::notification;
+use crate::grouped::Grouped;
 use crate::mail::{CHANNEL, Mailer, Rendered};
 use crate::metrics::{ChannelLabel, NotificationMetrics};
 
@@ -32,13 +32,8 @@ pub struct Delivery {
     metrics: NotificationMetrics,
     /// How long a claim keeps others from sending the same notification.
     lease: Duration,
-    sent_marks: mpsc::Sender<SentMark>,
-}
-
-/// A row to mark sent, and who waits for the mark to be committed.
-struct SentMark {
-    id: Uuid,
-    committed: oneshot::Sender<Result<(), String>>,
+    /// Rows to mark sent, written together ([`Grouped`]).
+    sent_marks: Grouped<Uuid, ()>,
 }
 
 /// Most rows one "sent" statement marks.
@@ -70,8 +65,10 @@ impl Delivery {
         metrics: NotificationMetrics,
         lease: Duration,
     ) -> Self {
-        let (sent_marks, pending) = mpsc::channel(MARKS_PER_STATEMENT * 4);
-        tokio::spawn(write_sent_marks(db.clone(), pending));
+        let marks_db = db.clone();
+        let sent_marks = Grouped::start(MARKS_PER_STATEMENT, move |ids| {
+            mark_sent(marks_db.clone(), ids)
+        });
         Self {
             db,
             mailer,
@@ -155,7 +152,7 @@ impl Delivery {
         // One statement records the attempt and releases the claim: grouped with other
         // mails' for a sent one, on its own for a failed one.
         if sent_at.is_some() {
-            self.mark_sent(row.id).await?;
+            self.sent_marks.submit(row.id).await?;
         } else {
             notification::Entity::update_many()
                 .col_expr(Column::Status, Expr::value(failed_status.as_str()))
@@ -194,46 +191,23 @@ impl Delivery {
     }
 }
 
-impl Delivery {
-    /// Returns once the row is recorded sent (committed), together with whatever other marks
-    /// were waiting.
-    async fn mark_sent(&self, id: Uuid) -> Result<(), DbErr> {
-        let (committed, outcome) = oneshot::channel();
-        let gone = || DbErr::Custom("the sent-marks writer has stopped".into());
-        self.sent_marks
-            .send(SentMark { id, committed })
-            .await
-            .map_err(|_| gone())?;
-        outcome.await.map_err(|_| gone())?.map_err(DbErr::Custom)
-    }
-}
-
-/// Writes the marks waiting at each moment in one statement: while it runs, the next group
-/// gathers, so the busier the service the fewer statements per mail.
-async fn write_sent_marks(db: DatabaseConnection, mut pending: mpsc::Receiver<SentMark>) {
+/// Records the rows sent (and their claims released) in one statement.
+async fn mark_sent(db: DatabaseConnection, ids: Vec<Uuid>) -> Result<Vec<()>, DbErr> {
     use notification::Column;
-    let mut group = Vec::with_capacity(MARKS_PER_STATEMENT);
-    while pending.recv_many(&mut group, MARKS_PER_STATEMENT).await > 0 {
-        let ids: Vec<Uuid> = group.iter().map(|mark| mark.id).collect();
-        let written = notification::Entity::update_many()
-            .col_expr(Column::Status, Expr::value(Status::Sent.as_str()))
-            .col_expr(Column::SentAt, Expr::value(Some(Utc::now())))
-            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
-            .col_expr(Column::LastError, Expr::value(Option::<String>::None))
-            .col_expr(
-                Column::LockedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(Column::Id.is_in(ids))
-            .exec(&db)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        for mark in group.drain(..) {
-            // A sender that gave up (its request was cancelled) needs no answer.
-            let _ = mark.committed.send(written.clone());
-        }
-    }
+    let marked = vec![(); ids.len()];
+    notification::Entity::update_many()
+        .col_expr(Column::Status, Expr::value(Status::Sent.as_str()))
+        .col_expr(Column::SentAt, Expr::value(Some(Utc::now())))
+        .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+        .col_expr(Column::LastError, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(Column::Id.is_in(ids))
+        .exec(&db)
+        .await?;
+    Ok(marked)
 }
 
 /// `now + lease`, or the latest representable instant for a lease too long to add (a huge SMTP

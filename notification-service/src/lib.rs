@@ -3,13 +3,15 @@
 //! and serves the notification API of the original Gin service.
 //!
 //! `startup` wires everything; `consumer` holds the JetStream consumer and event handling;
-//! `delivery` sends one notification and records the outcome; `mail` the templates and the
+//! `delivery` sends one notification and records the outcome; `grouped` writes the same
+//! statement of concurrent handlers as one (group commit); `mail` the templates and the
 //! lettre transport; `routes` the HTTP handlers; `entity`/`migration` the tables.
 
 pub mod consumer;
 pub mod delivery;
 pub mod domain;
 pub mod entity;
+mod grouped;
 pub mod mail;
 pub mod metrics;
 pub mod migration;
