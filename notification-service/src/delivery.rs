@@ -33,7 +33,7 @@ pub struct Delivery {
     /// How long a claim keeps others from sending the same notification.
     lease: Duration,
     /// Rows to mark sent, written together ([`Grouped`]).
-    sent_marks: Grouped<Uuid, ()>,
+    sent_marks: Grouped<Uuid>,
 }
 
 /// Most rows one "sent" statement marks.
@@ -192,9 +192,8 @@ impl Delivery {
 }
 
 /// Records the rows sent (and their claims released) in one statement.
-async fn mark_sent(db: DatabaseConnection, ids: Vec<Uuid>) -> Result<Vec<()>, DbErr> {
+async fn mark_sent(db: DatabaseConnection, ids: Vec<Uuid>) -> Result<(), DbErr> {
     use notification::Column;
-    let marked = vec![(); ids.len()];
     notification::Entity::update_many()
         .col_expr(Column::Status, Expr::value(Status::Sent.as_str()))
         .col_expr(Column::SentAt, Expr::value(Some(Utc::now())))
@@ -207,7 +206,7 @@ async fn mark_sent(db: DatabaseConnection, ids: Vec<Uuid>) -> Result<Vec<()>, Db
         .filter(Column::Id.is_in(ids))
         .exec(&db)
         .await?;
-    Ok(marked)
+    Ok(())
 }
 
 /// `now + lease`, or the latest representable instant for a lease too long to add (a huge SMTP

@@ -11,11 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Submits items to the task that writes them in groups. The task ends when the last clone is
 /// dropped, after writing what was submitted.
-pub struct Grouped<T, R> {
-    queue: mpsc::Sender<Waiting<T, R>>,
+pub struct Grouped<T> {
+    queue: mpsc::Sender<Waiting<T>>,
 }
 
-impl<T, R> Clone for Grouped<T, R> {
+impl<T> Clone for Grouped<T> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
@@ -23,47 +23,31 @@ impl<T, R> Clone for Grouped<T, R> {
     }
 }
 
-struct Waiting<T, R> {
+struct Waiting<T> {
     item: T,
-    outcome: oneshot::Sender<Result<R, String>>,
+    written: oneshot::Sender<Result<(), String>>,
 }
 
-impl<T: Send + 'static, R: Send + 'static> Grouped<T, R> {
-    /// Starts the writer: `write` gets up to `max` items and answers one `R` per item, in order.
+impl<T: Send + 'static> Grouped<T> {
+    /// Starts the writer: `write` gets up to `max` items and writes them all, or fails for all.
     pub fn start<W, F>(max: usize, mut write: W) -> Self
     where
         W: FnMut(Vec<T>) -> F + Send + 'static,
-        F: Future<Output = Result<Vec<R>, DbErr>> + Send,
+        F: Future<Output = Result<(), DbErr>> + Send,
     {
         let max = max.max(1);
-        let (queue, mut waiting) = mpsc::channel::<Waiting<T, R>>(max * 4);
+        let (queue, mut waiting) = mpsc::channel::<Waiting<T>>(max * 4);
         tokio::spawn(async move {
             let mut group = Vec::with_capacity(max);
             while waiting.recv_many(&mut group, max).await > 0 {
-                let (items, outcomes): (Vec<T>, Vec<_>) = group
+                let (items, callers): (Vec<T>, Vec<_>) = group
                     .drain(..)
-                    .map(|waiting| (waiting.item, waiting.outcome))
+                    .map(|waiting| (waiting.item, waiting.written))
                     .unzip();
-                let expected = items.len();
-                match write(items).await {
-                    Ok(results) if results.len() == expected => {
-                        for (outcome, result) in outcomes.into_iter().zip(results) {
-                            // A caller that gave up (its request was cancelled) needs no answer.
-                            let _ = outcome.send(Ok(result));
-                        }
-                    }
-                    Ok(results) => {
-                        let error = format!("{} results for {expected} items", results.len());
-                        for outcome in outcomes {
-                            let _ = outcome.send(Err(error.clone()));
-                        }
-                    }
-                    Err(e) => {
-                        let error = e.to_string();
-                        for outcome in outcomes {
-                            let _ = outcome.send(Err(error.clone()));
-                        }
-                    }
+                let outcome = write(items).await.map_err(|e| e.to_string());
+                for caller in callers {
+                    // A caller that gave up (its request was cancelled) needs no answer.
+                    let _ = caller.send(outcome.clone());
                 }
             }
         });
@@ -71,14 +55,14 @@ impl<T: Send + 'static, R: Send + 'static> Grouped<T, R> {
     }
 
     /// Returns once the statement carrying `item` has run (committed, or failed for all).
-    pub async fn submit(&self, item: T) -> Result<R, DbErr> {
-        let (outcome, result) = oneshot::channel();
+    pub async fn submit(&self, item: T) -> Result<(), DbErr> {
+        let (written, outcome) = oneshot::channel();
         let gone = || DbErr::Custom("the group writer has stopped".into());
         self.queue
-            .send(Waiting { item, outcome })
+            .send(Waiting { item, written })
             .await
             .map_err(|_| gone())?;
-        result.await.map_err(|_| gone())?.map_err(DbErr::Custom)
+        outcome.await.map_err(|_| gone())?.map_err(DbErr::Custom)
     }
 }
 
@@ -89,26 +73,28 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn concurrent_items_share_statements_and_each_gets_its_own_result() {
-        let groups = Arc::new(Mutex::new(Vec::new()));
+    async fn concurrent_items_share_statements_and_each_is_written_once() {
+        let groups = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
         let seen = groups.clone();
-        let doubler = Grouped::start(8, move |items: Vec<u32>| {
-            seen.lock().unwrap().push(items.len());
-            async move {
+        let writer = Grouped::start(8, move |items: Vec<u32>| {
+            seen.lock().unwrap().push(items);
+            async {
                 tokio::task::yield_now().await;
-                Ok(items.into_iter().map(|n| n * 2).collect())
+                Ok(())
             }
         });
         let calls = (0..20).map(|n| {
-            let doubler = doubler.clone();
-            async move { (n, doubler.submit(n).await.unwrap()) }
+            let writer = writer.clone();
+            async move { writer.submit(n).await }
         });
-        for (n, doubled) in futures_util::future::join_all(calls).await {
-            assert_eq!(doubled, n * 2);
+        for outcome in futures_util::future::join_all(calls).await {
+            outcome.unwrap();
         }
         let groups = groups.lock().unwrap();
-        assert_eq!(groups.iter().sum::<usize>(), 20);
-        assert!(groups.iter().all(|&n| n <= 8), "{groups:?}");
+        let mut written: Vec<u32> = groups.iter().flatten().copied().collect();
+        written.sort_unstable();
+        assert_eq!(written, (0..20).collect::<Vec<_>>());
+        assert!(groups.iter().all(|group| group.len() <= 8), "{groups:?}");
         assert!(
             groups.len() < 20,
             "no two items shared a statement: {groups:?}"
@@ -118,7 +104,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_statement_fails_every_item_it_carried() {
         let failing = Grouped::start(4, |_: Vec<u32>| async {
-            Err::<Vec<()>, _>(DbErr::Custom("database away".into()))
+            Err(DbErr::Custom("database away".into()))
         });
         let (a, b) = tokio::join!(failing.submit(1), failing.submit(2));
         for outcome in [a, b] {
