@@ -108,9 +108,20 @@ fn hasher() -> argon2::Argon2<'static> {
 }
 
 /// argon2 takes megabytes and tens of milliseconds of CPU per hash. Hashes run on a few threads
-/// of their own, one per core: more at once would only pile up memory, and on the shared
-/// blocking pool every thread kept its own arena (a login burst reached 870 MiB RSS).
+/// of their own, one per core unless [`set_hashing_threads`] says otherwise: more at once would
+/// only pile up memory, and on the shared blocking pool every thread kept its own arena (a login
+/// burst reached 870 MiB RSS).
 type Job = Box<dyn FnOnce() + Send>;
+
+/// How many threads hash passwords (0: one per core); read when the first hash runs.
+static HASHING_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets how many passwords are hashed or verified at once (0: one per core), each holding its
+/// 7 MiB block while it runs: fewer trades logins per second for memory. The threads are the
+/// process's, started on the first hash: a call after that changes nothing.
+pub fn set_hashing_threads(threads: usize) {
+    HASHING_THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
+}
 
 static HASHERS: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
     std::sync::LazyLock::new(|| {
@@ -125,7 +136,11 @@ static HASHERS: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::Sender<Job
         }
         let (sender, receiver) = std::sync::mpsc::channel::<Job>();
         let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
-        for i in 0..std::thread::available_parallelism().map_or(2, |n| n.get()) {
+        let threads = match HASHING_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        for i in 0..threads {
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))

@@ -42,6 +42,8 @@ pub struct UserAuthSettings {
     pub signing_key_path: Option<PathBuf>,
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
+    /// Passwords hashed or verified at once, 7 MiB each while they run (0: one per core).
+    pub hashing_threads: usize,
 }
 
 impl Default for UserAuthSettings {
@@ -55,6 +57,7 @@ impl Default for UserAuthSettings {
             signing_key_path: None,
             admin_email: None,
             admin_password: None,
+            hashing_threads: 0,
         }
     }
 }

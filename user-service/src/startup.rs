@@ -33,6 +33,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let started = Instant::now();
+        crate::domain::set_hashing_threads(settings.auth.hashing_threads);
         let db =
             service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX)
                 .await?;
