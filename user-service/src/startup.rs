@@ -22,6 +22,9 @@ use crate::openapi::ApiDoc;
 use crate::routes::{self, AppState, UserMetrics};
 use crate::settings::{ENV_PREFIX, SERVICE, Settings};
 
+/// Most passwords hashed at once (7 MiB each): a typo must not start thousands of threads.
+const MAX_HASHING_THREADS: usize = 64;
+
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
@@ -33,6 +36,12 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let started = Instant::now();
+        if settings.auth.hashing_threads > MAX_HASHING_THREADS {
+            anyhow::bail!(
+                "invalid configuration: {ENV_PREFIX}__AUTH__HASHING_THREADS must be 0 (one per core) to {MAX_HASHING_THREADS}, not {}",
+                settings.auth.hashing_threads
+            );
+        }
         crate::domain::set_hashing_threads(settings.auth.hashing_threads);
         let db =
             service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX)

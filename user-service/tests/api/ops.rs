@@ -144,6 +144,16 @@ fn bad_settings_stop_start_up_naming_the_key() {
             "/does/not/exist.pem",
             "USER_SERVICE__AUTH__SIGNING_KEY_PATH",
         ),
+        (
+            "USER_SERVICE__AUTH__HASHING_THREADS",
+            "100000",
+            "USER_SERVICE__AUTH__HASHING_THREADS",
+        ),
+        (
+            "USER_SERVICE__AUTH__HASHING_THREADS",
+            "-1",
+            "hashing_threads",
+        ),
     ];
     for (key, value, named) in cases {
         let output = std::process::Command::new(binary)
