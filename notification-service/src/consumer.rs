@@ -22,8 +22,11 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pu
 use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Expr, OnConflict, Query, SubQueryStatement};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use service_kit::CancellationToken;
@@ -408,8 +411,36 @@ impl EventHandler {
         message: String,
     ) -> Result<(), Failure> {
         // No "already handled?" query first: that is a statement per mail for the rare
-        // redelivery. A redelivered event finds its row in `ensure_row`, and `deliver` sends
+        // redelivery. The common case (a known user, a first delivery) is one statement that
+        // reads the address and inserts the row claimed; anything else takes the longer way
+        // below, where a redelivered event finds its row in `ensure_row` and `deliver` sends
         // nothing for a row that was sent (or is being sent) already.
+        let subject = self.delivery.mailer.subject(template, &context)?;
+        let now = Utc::now();
+        let mut row = notification::Model {
+            id: Uuid::now_v7(),
+            event_id: Some(event.id),
+            user_id,
+            kind: kind.into(),
+            title: truncate(subject, 200),
+            message: message.clone(),
+            status: Status::Pending.as_str().into(),
+            channel: Channel::Email.as_str().into(),
+            recipient: None,
+            attempts: 0,
+            last_error: None,
+            locked_until: Some(self.delivery.lease_until(now)),
+            event_time: Some(event.time),
+            created_at: now,
+            sent_at: None,
+            read_at: None,
+        };
+        if let Some((email, name)) = self.insert_for_contact(&row).await? {
+            row.recipient = Some(email);
+            context["name"] = json!(name);
+            let rendered = self.delivery.mailer.render(template, context)?;
+            return self.send(&(row, Fresh::Claimed), &name, &rendered).await;
+        }
         let Some(contact) = contact::Entity::find_by_id(user_id).one(&self.db).await? else {
             // Its users.registered may still be on the way (or waiting in user-service's outbox).
             return Err(Failure::Retry(format!("user {user_id} is not known yet")));
@@ -466,6 +497,83 @@ impl EventHandler {
             }
         };
         Ok(())
+    }
+
+    /// Inserts `row` (an e-mail, claimed) addressed to its user's contact, in one statement:
+    /// `INSERT … SELECT … FROM contacts … ON CONFLICT (event_id) DO NOTHING RETURNING`. Gives
+    /// the address and the name, or nothing when the user is not known, was deleted, or the
+    /// event has its row already. The title must not depend on the name: order subjects use
+    /// only the order (`order_subjects_do_not_use_the_name`).
+    async fn insert_for_contact(
+        &self,
+        row: &notification::Model,
+    ) -> Result<Option<(String, String)>, DbErr> {
+        use notification::Column;
+        use sea_orm::sea_query::ExprTrait as _;
+        let contact_of_user = |column: contact::Column| {
+            Query::select()
+                .column((contact::Entity, column))
+                .from(contact::Entity)
+                .and_where(Expr::col((contact::Entity, contact::Column::UserId)).eq(row.user_id))
+                .and_where(Expr::col((contact::Entity, contact::Column::DeletedAt)).is_null())
+                .to_owned()
+        };
+        // The select list in the columns' order: the row's values, the contact's address where
+        // `recipient` goes.
+        let mut source = Query::select();
+        source
+            .exprs([
+                Expr::val(row.id),
+                Expr::val(row.event_id),
+                Expr::val(row.user_id),
+                Expr::val(row.kind.clone()),
+                Expr::val(row.title.clone()),
+                Expr::val(row.message.clone()),
+                Expr::val(row.status.clone()),
+                Expr::val(row.channel.clone()),
+            ])
+            .column((contact::Entity, contact::Column::Email))
+            .exprs([
+                Expr::val(row.attempts),
+                Expr::val(row.locked_until),
+                Expr::val(row.event_time),
+                Expr::val(row.created_at),
+            ])
+            .from(contact::Entity)
+            .and_where(Expr::col((contact::Entity, contact::Column::UserId)).eq(row.user_id))
+            .and_where(Expr::col((contact::Entity, contact::Column::DeletedAt)).is_null());
+        let insert = Query::insert()
+            .into_table(notification::Entity)
+            .columns([
+                Column::Id,
+                Column::EventId,
+                Column::UserId,
+                Column::Kind,
+                Column::Title,
+                Column::Message,
+                Column::Status,
+                Column::Channel,
+                Column::Recipient,
+                Column::Attempts,
+                Column::LockedUntil,
+                Column::EventTime,
+                Column::CreatedAt,
+            ])
+            .select_from(source)
+            .map_err(|e| DbErr::Custom(e.to_string()))?
+            .on_conflict(OnConflict::column(Column::EventId).do_nothing().to_owned())
+            .returning(Query::returning().exprs([
+                Expr::col(Column::Recipient),
+                SubQueryStatement::from(contact_of_user(contact::Column::Name)).into(),
+            ]))
+            .to_owned();
+        let Some(returned) = self.db.query_one(&insert).await? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            returned.try_get_by_index(0)?,
+            returned.try_get_by_index(1)?,
+        )))
     }
 
     /// The event's row, when nothing is left to do for it.

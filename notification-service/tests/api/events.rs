@@ -425,7 +425,12 @@ async fn status_changes_go_to_the_latest_address(backend: Backend) {
     assert!(mails[1].text().contains("Hello Ada King"));
     assert!(mails[1].text().contains("from pending to shipped"));
     drained(&app).await;
-    assert_eq!(notifications_for_event(&app, id).await.len(), 1);
+    let rows = notifications_for_event(&app, id).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(Some(rows[0].title.as_str()), mails[1].subject().as_deref());
+    assert_eq!(rows[0].recipient.as_deref(), Some("countess@example.com"));
+    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 1));
+    assert!(rows[0].locked_until.is_none() && rows[0].sent_at.is_some());
     // users.updated makes an in-app notification, no mail.
     assert_eq!(app.user_mails().len(), 2);
     assert_eq!(
