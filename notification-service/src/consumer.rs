@@ -422,7 +422,7 @@ impl EventHandler {
             event_id: Some(event.id),
             user_id,
             kind: kind.into(),
-            title: truncate(subject, 200),
+            title: truncate(subject.clone(), 200),
             message: message.clone(),
             status: Status::Pending.as_str().into(),
             channel: Channel::Email.as_str().into(),
@@ -438,7 +438,10 @@ impl EventHandler {
         if let Some((email, name)) = self.insert_for_contact(&row).await? {
             row.recipient = Some(email);
             context["name"] = json!(name);
-            let rendered = self.delivery.mailer.render(template, context)?;
+            let rendered = self
+                .delivery
+                .mailer
+                .render_with_subject(template, subject, context)?;
             return self.send(&(row, Fresh::Claimed), &name, &rendered).await;
         }
         let Some(contact) = contact::Entity::find_by_id(user_id).one(&self.db).await? else {
@@ -510,9 +513,10 @@ impl EventHandler {
     ) -> Result<Option<(String, String)>, DbErr> {
         use notification::Column;
         use sea_orm::sea_query::ExprTrait as _;
-        let contact_of_user = |column: contact::Column| {
+        // `FROM contacts WHERE` the row's user, not deleted: the source of the row's address,
+        // and of the name it returns.
+        let of_contact = || {
             Query::select()
-                .column((contact::Entity, column))
                 .from(contact::Entity)
                 .and_where(Expr::col((contact::Entity, contact::Column::UserId)).eq(row.user_id))
                 .and_where(Expr::col((contact::Entity, contact::Column::DeletedAt)).is_null())
@@ -520,7 +524,7 @@ impl EventHandler {
         };
         // The select list in the columns' order: the row's values, the contact's address where
         // `recipient` goes.
-        let mut source = Query::select();
+        let mut source = of_contact();
         source
             .exprs([
                 Expr::val(row.id),
@@ -538,10 +542,10 @@ impl EventHandler {
                 Expr::val(row.locked_until),
                 Expr::val(row.event_time),
                 Expr::val(row.created_at),
-            ])
-            .from(contact::Entity)
-            .and_where(Expr::col((contact::Entity, contact::Column::UserId)).eq(row.user_id))
-            .and_where(Expr::col((contact::Entity, contact::Column::DeletedAt)).is_null());
+            ]);
+        let name = of_contact()
+            .column((contact::Entity, contact::Column::Name))
+            .to_owned();
         let insert = Query::insert()
             .into_table(notification::Entity)
             .columns([
@@ -564,7 +568,7 @@ impl EventHandler {
             .on_conflict(OnConflict::column(Column::EventId).do_nothing().to_owned())
             .returning(Query::returning().exprs([
                 Expr::col(Column::Recipient),
-                SubQueryStatement::from(contact_of_user(contact::Column::Name)).into(),
+                SubQueryStatement::from(name).into(),
             ]))
             .to_owned();
         let Some(returned) = self.db.query_one(&insert).await? else {

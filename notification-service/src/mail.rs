@@ -195,6 +195,29 @@ impl Mailer {
     ) -> Result<Rendered, MailError> {
         let context = minijinja::Value::from(minijinja::value::Serde(context));
         let subject = self.subject_of(template, &context)?;
+        self.parts(template, subject, &context)
+    }
+
+    /// [`Mailer::render`] with the subject [`Mailer::subject`] rendered already.
+    pub fn render_with_subject(
+        &self,
+        template: Template,
+        subject: String,
+        context: impl Serialize,
+    ) -> Result<Rendered, MailError> {
+        self.parts(
+            template,
+            subject,
+            &minijinja::Value::from(minijinja::value::Serde(context)),
+        )
+    }
+
+    fn parts(
+        &self,
+        template: Template,
+        subject: String,
+        context: &minijinja::Value,
+    ) -> Result<Rendered, MailError> {
         let html = self.part(
             template,
             "html",
@@ -202,7 +225,7 @@ impl Mailer {
         )?;
         Ok(Rendered {
             subject,
-            text: self.part(template, "txt", &context)?,
+            text: self.part(template, "txt", context)?,
             html,
         })
     }
