@@ -44,17 +44,19 @@ check_k8s_schemas() {
   shift
   out=$(kubernetes-validate -k "$kube" --strict "$@" 2>&1)
   for file in "$@"; do
-    reasons=$(printf '%s\n' "$out" | awk -v f="$file" '
+    reasons=$(awk -v f="$file" '
       index($0, " " f " ") == 0 { next }
       /^ERROR/ { print; next }
       /^WARN/ && /[Cc]ouldn.t find schema/ {
         match($0, /api version [^ ]+/); av = substr($0, RSTART + 12, RLENGTH - 12)
         group = (av ~ /\//) ? av : ""; sub(/\/.*/, "", group)
         if (group == "" || group !~ /\./ || group ~ /\.k8s\.io$/) print
-      }')
+      }' <<<"$out")
     if [ -n "$reasons" ]; then
       not_ok "kubernetes schema ($kube): ${file#"$PWD"/}" "$reasons"
-    elif printf '%s\n' "$out" | grep -qF " $file "; then
+    # A here-string, not `printf | grep -q`: grep -q exits at the first match, and under
+    # pipefail the SIGPIPE that printf then gets (on output over a pipe's buffer) read as "no match".
+    elif grep -qF " $file " <<<"$out"; then
       ok "kubernetes schema ($kube): ${file#"$PWD"/}"
     else
       not_ok "kubernetes schema ($kube): ${file#"$PWD"/}" "kubernetes-validate said nothing about it:" "$out"
