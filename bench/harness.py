@@ -15,6 +15,7 @@ Only the Python standard library is used.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -480,6 +481,41 @@ class Run:
         path.write_text("".join("\t".join(map(str, r)) + "\n" for r in rows))
         return path
 
+    @contextlib.contextmanager
+    def profiled(self, key: str, service: str):
+        """With `key` in BENCH_PROFILE: `perf record` the service and the whole machine while the
+        block runs, then write profile-<backend>-<key>.txt."""
+        if key not in PROFILE or service not in self.service_procs or not shutil.which("perf"):
+            yield
+            return
+        perf_data = RESULTS / f"perf-{self.backend}-{key}.data"
+        # DWARF unwinding: release builds keep debug info but no frame pointers.
+        perf = subprocess.Popen(["perf", "record", "-F", "299", "--call-graph", "dwarf,16384",
+                                 "-o", str(perf_data), "-p", str(self.service_procs[service].pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # And which processes the machine's CPU went to (generator, database, NATS…).
+        system_data = RESULTS / f"perf-{self.backend}-{key}-system.data"
+        system_perf = subprocess.Popen(["perf", "record", "-a", "-F", "199", "-o", str(system_data)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            for recorder in (perf, system_perf):
+                recorder.send_signal(signal.SIGINT)
+                recorder.wait(30)
+            # CPU share per thread name and binary (whole machine), then the service: inclusive
+            # time per function (where the time goes), then self time.
+            with open(RESULTS / f"profile-{self.backend}-{key}.txt", "w") as out:
+                reports = [["--sort", "comm,dso", "--percent-limit", "1", "-i", str(system_data)],
+                           ["--sort", "comm,dso,sym", "--percent-limit", "0.5", "-i", str(system_data)]]
+                reports += [[mode, "-g", "none", "--percent-limit", "1.5", "-i", str(perf_data)]
+                            for mode in ("--children", "--no-children")]
+                for report in reports:
+                    text = subprocess.run(["perf", "report", "--stdio", *report], capture_output=True,
+                                          text=True).stdout
+                    # Generic Rust symbols run to kilobytes; the head says which function.
+                    out.writelines(line[:220] + "\n" for line in text.splitlines())
+
     def scenario(self, key: str, label: str, service: str, script: str, rows, note: str = ""):
         if ONLY and key not in ONLY and key != "ceiling":
             return
@@ -494,41 +530,13 @@ class Run:
         url = f"http://127.0.0.1:{self.ports[service]}"
         seconds = ARGON2_RUN_S if note == "argon2" else RUN_S
         self.sampler.phase = f"{key}"
-        perf = None
         try:
             if WARMUP_S > 0:
                 wrk(url, script, max(WARMUP_S, seconds) if note == "argon2" else WARMUP_S, env)
-            profiled = PROFILE_SERVICE or service
-            if key in PROFILE and profiled in self.service_procs and shutil.which("perf"):
-                perf_data = RESULTS / f"perf-{self.backend}-{key}.data"
-                # DWARF unwinding: release builds keep debug info but no frame pointers.
-                perf = subprocess.Popen(["perf", "record", "-F", "299", "--call-graph", "dwarf,16384",
-                                         "-o", str(perf_data),
-                                         "-p", str(self.service_procs[profiled].pid)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                # And which processes the machine's CPU went to (generator, database, NATS…).
-                system_data = RESULTS / f"perf-{self.backend}-{key}-system.data"
-                system_perf = subprocess.Popen(["perf", "record", "-a", "-F", "199", "-o", str(system_data)],
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            runs = [wrk(url, script, seconds, env) for _ in range(RUNS)]
+            with self.profiled(key, PROFILE_SERVICE or service):
+                runs = [wrk(url, script, seconds, env) for _ in range(RUNS)]
         finally:
             self.sampler.phase = None
-            if perf is not None:
-                for recorder in (perf, system_perf):
-                    recorder.send_signal(signal.SIGINT)
-                    recorder.wait(30)
-                # CPU share per thread name and binary (whole machine), then the service:
-                # inclusive time per function (where the time goes), then self time.
-                with open(RESULTS / f"profile-{self.backend}-{key}.txt", "w") as out:
-                    reports = [["--sort", "comm,dso", "--percent-limit", "1", "-i", str(system_data)],
-                               ["--sort", "comm,dso,sym", "--percent-limit", "0.5", "-i", str(system_data)]]
-                    reports += [[mode, "-g", "none", "--percent-limit", "1.5", "-i", str(perf_data)]
-                                for mode in ("--children", "--no-children")]
-                    for report in reports:
-                        text = subprocess.run(["perf", "report", "--stdio", *report], capture_output=True,
-                                              text=True).stdout
-                        # Generic Rust symbols run to kilobytes; the head says which function.
-                        out.writelines(line[:220] + "\n" for line in text.splitlines())
         med = lambda k: statistics.median(r[k] for r in runs)
         entry = {
             "label": label, "service": service, "note": note,
@@ -561,7 +569,8 @@ class Run:
                "BENCH_RATE": PIPELINE_RATE}
         self.sampler.phase = key
         try:
-            run = wrk(url, "create_order.lua", PIPELINE_S, env)
+            with self.profiled(key, PROFILE_SERVICE or "order-service"):
+                run = wrk(url, "create_order.lua", PIPELINE_S, env)
             created = {}
             statuses: dict[str, int] = {}
             for f in record.glob("thread-*.tsv"):
