@@ -30,7 +30,7 @@ pub async fn connect(
     }
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(settings.max_connections)
+        .max_connections(settings.pool_size())
         .acquire_timeout(settings.acquire_timeout())
         .connect_timeout(settings.acquire_timeout())
         .sqlx_logging(false)

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -76,6 +76,7 @@ impl Default for HttpSettings {
 pub struct DatabaseSettings {
     /// `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`.
     pub url: SecretString,
+    /// Pooled connections; 0 picks by backend ([`DatabaseSettings::pool_size`]).
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before failing with 503.
     pub acquire_timeout_ms: u64,
@@ -91,13 +92,26 @@ impl DatabaseSettings {
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
     }
+
+    /// `max_connections`, or when it is 0: 16 for PostgreSQL, 4 for SQLite. A SQLite connection
+    /// is a thread and a page cache in this process, and its one writer at a time makes more
+    /// connections only more writers waiting: in the benchmark (2 cores, 4 and 16 alternated) 4 cut
+    /// user-service's peak RSS from 45 to 39 MiB and raised orders per second by about 30 %,
+    /// for about a fifth fewer reads by id.
+    pub fn pool_size(&self) -> u32 {
+        match self.max_connections {
+            0 if self.url.expose_secret().starts_with("sqlite:") => 4,
+            0 => 16,
+            n => n,
+        }
+    }
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: String::new().into(),
-            max_connections: 16,
+            max_connections: 0,
             acquire_timeout_ms: 3000,
         }
     }
@@ -176,5 +190,23 @@ impl Default for AuthSettings {
             jwks_url: "http://127.0.0.1:3001/.well-known/jwks.json".into(),
             jwks_refresh_seconds: 300,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseSettings;
+
+    #[test]
+    fn pool_size_follows_the_backend_unless_set() {
+        let on = |url: &str, max_connections| DatabaseSettings {
+            url: url.to_owned().into(),
+            max_connections,
+            ..DatabaseSettings::default()
+        };
+        assert_eq!(on("sqlite://data/x.db?mode=rwc", 0).pool_size(), 4);
+        assert_eq!(on("postgres://u@h/db", 0).pool_size(), 16);
+        assert_eq!(on("sqlite://data/x.db?mode=rwc", 9).pool_size(), 9);
+        assert_eq!(on("postgres://u@h/db", 2).pool_size(), 2);
     }
 }
