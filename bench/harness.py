@@ -70,10 +70,10 @@ NATS_BIN = os.environ.get("BENCH_NATS_BIN") or shutil.which("nats-server") or "n
 PG_BINDIR = os.environ.get("BENCH_PG_BINDIR", "")
 SEED = env_int("BENCH_SEED", 42)
 NAME = os.environ.get("BENCH_NAME", "smoke" if SMOKE else "latest")
-# BENCH_PROFILE=get_user,create_order: `perf record` the machine and the scenario's service
-# (BENCH_PROFILE_SERVICE=notification-service: another one, e.g. the consumer while orders are
-# created) during the measured runs; reports go to bench/results/profile-<backend>-<scenario>.txt,
-# the perf data next to them.
+# BENCH_PROFILE=get_user,create_order,pipeline: `perf record` the machine and the scenario's
+# service (order-service for the pipeline; BENCH_PROFILE_SERVICE=notification-service: another
+# one, e.g. the consumer while orders are created) during the measured runs; reports go to
+# bench/results/profile-<backend>-<scenario>.txt, the perf data next to them.
 PROFILE = set(filter(None, os.environ.get("BENCH_PROFILE", "").split(",")))
 PROFILE_SERVICE = os.environ.get("BENCH_PROFILE_SERVICE")
 # BENCH_ONLY=get_user,pipeline: run only these scenarios (the ceiling always runs); for working
