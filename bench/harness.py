@@ -239,6 +239,42 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process (all its threads), its living children and the
+    children it has reaped: a service, or PostgreSQL's postmaster with its backends (each of which
+    PostgreSQL puts in a session of its own, so a process group would miss them)."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # After "pid (comm) ": state, ppid, … utime, stime, cutime, cstime (fields 14-17).
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(entry.name) == pid:
+            ticks += sum(int(x) for x in fields[11:15])
+        elif int(fields[1]) == pid:
+            ticks += sum(int(x) for x in fields[11:13])
+    return ticks / CLK_TCK
+
+
+@contextlib.contextmanager
+def cpu_used(processes: dict[str, int]):
+    """Yields a dict that holds, once the block is done, the CPU seconds each process (with its
+    children, see `tree_cpu_s`) used during it."""
+    before = {name: tree_cpu_s(pid) for name, pid in processes.items()}
+    used: dict[str, float] = {}
+    try:
+        yield used
+    finally:
+        used.update({name: tree_cpu_s(pid) - before[name] for name, pid in processes.items()})
+
+
 def wrk(url: str, script: str, seconds: int, extra_env: dict) -> dict:
     env = dict(os.environ)
     env.update({
@@ -316,6 +352,8 @@ class Run:
         self.ports["nats"] = free_port()
         self.ports["smtp"] = free_port()
         self.service_procs: dict[str, subprocess.Popen] = {}
+        # Processes whose CPU the scenarios account for besides their service's.
+        self.infra_pids: dict[str, int] = {}
         self.result: dict = {"backend": backend, "scenarios": {}, "skipped": {}}
         self.sink_log = self.work / "smtp-sink.log"
         self.db_urls: dict[str, str] = {}
@@ -324,17 +362,22 @@ class Run:
     # -- infrastructure ------------------------------------------------------------------
 
     def start_infrastructure(self, pg_port: int | None):
+        if pg_port:
+            self.infra_pids["database"] = next(p.pid for name, p in self.procs.procs if name == "postgres")
         nats_dir = self.work / "nats"
         nats_dir.mkdir()
         proc = self.procs.start("nats", [NATS_BIN, "-js", "-a", "127.0.0.1", "-p", str(self.ports["nats"]),
                                          "-sd", str(nats_dir)], log_file=self.logs / "nats.log")
+        self.infra_pids["nats"] = proc.pid
         wait_port(self.ports["nats"], 15, "nats-server", proc)
         self.sink_log.touch()
         proc = self.procs.start("smtp-sink", [str(BIN_DIR / "bench-smtp-sink"), str(self.ports["smtp"]),
                                               str(self.sink_log)], log_file=self.logs / "smtp-sink.log")
+        self.infra_pids["smtp-sink"] = proc.pid
         wait_port(self.ports["smtp"], 10, "bench-smtp-sink", proc)
         proc = self.procs.start("ceiling", [str(BIN_DIR / "bench-ceiling"), str(self.ports["ceiling"])],
                                 log_file=self.logs / "ceiling.log")
+        self.ceiling_pid = proc.pid
         wait_port(self.ports["ceiling"], 10, "bench-ceiling", proc)
         for service in SERVICES:
             if self.backend == "sqlite":
@@ -533,7 +576,9 @@ class Run:
         try:
             if WARMUP_S > 0:
                 wrk(url, script, max(WARMUP_S, seconds) if note == "argon2" else WARMUP_S, env)
-            with self.profiled(key, PROFILE_SERVICE or service):
+            pid = self.ceiling_pid if service == "ceiling" else self.service_procs[service].pid
+            accounted = {"service": pid, **{k: v for k, v in self.infra_pids.items() if k == "database"}}
+            with self.profiled(key, PROFILE_SERVICE or service), cpu_used(accounted) as cpu:
                 runs = [wrk(url, script, seconds, env) for _ in range(RUNS)]
         finally:
             self.sampler.phase = None
@@ -545,12 +590,17 @@ class Run:
             "errors": sum(r["errors"] for r in runs), "runs": runs,
             "steal_pct": med("steal_pct"),
         }
+        # CPU per request of the service (and of PostgreSQL): unlike req/s, barely moved by how
+        # fast the machine happens to be, so the figure to compare changes by.
+        entry["cpu_us_per_request"] = {k: v * 1e6 / entry["requests"] if entry["requests"] else None
+                                       for k, v in cpu.items()}
         ceiling = self.result["scenarios"].get("ceiling", {}).get("rps")
         entry["ratio"] = entry["rps"] / ceiling if ceiling else None
         self.result["scenarios"][key] = entry
         ratio = f"{entry['ratio'] * 100:5.1f}% of ceiling" if entry["ratio"] is not None else ""
         log(f"  {label:<44} {entry['rps']:9.0f} req/s {ratio}  p50 {entry['p50_ms']:.2f} ms"
-            f"  p99 {entry['p99_ms']:.2f} ms  errors {entry['errors']}/{entry['requests']}")
+            f"  p99 {entry['p99_ms']:.2f} ms  errors {entry['errors']}/{entry['requests']}  CPU/req "
+            + " + ".join(f"{k} {fmt_us(v)} µs" for k, v in entry["cpu_us_per_request"].items()))
 
     def pipeline(self):
         key = "pipeline"
@@ -569,27 +619,30 @@ class Run:
                "BENCH_RATE": PIPELINE_RATE}
         self.sampler.phase = key
         try:
-            with self.profiled(key, PROFILE_SERVICE or "order-service"):
-                run = wrk(url, "create_order.lua", PIPELINE_S, env)
-            created = {}
-            statuses: dict[str, int] = {}
-            for f in record.glob("thread-*.tsv"):
-                for line in f.read_text().splitlines():
-                    status, oid, at = (line.split("\t") + ["", ""])[:3]
-                    statuses[status] = statuses.get(status, 0) + 1
-                    if status == "201" and oid and at:
-                        created[oid] = parse_time(at)
-            # Wait (bounded) until every created order's mail has arrived.
-            deadline = time.monotonic() + (20 if SMOKE else 60)
-            while True:
-                delivered = {}
-                for at, ids in self.sink_lines()[sink_before:]:
-                    for oid in ids:
-                        if oid in created and oid not in delivered:
-                            delivered[oid] = at / 1e9
-                if len(delivered) >= len(created) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.25)
+            services = {s: self.service_procs[s].pid for s in ("order-service", "notification-service")}
+            # Until the last mail, so the consumer's catching up counts too.
+            with cpu_used({**services, **self.infra_pids}) as cpu:
+                with self.profiled(key, PROFILE_SERVICE or "order-service"):
+                    run = wrk(url, "create_order.lua", PIPELINE_S, env)
+                created = {}
+                statuses: dict[str, int] = {}
+                for f in record.glob("thread-*.tsv"):
+                    for line in f.read_text().splitlines():
+                        status, oid, at = (line.split("\t") + ["", ""])[:3]
+                        statuses[status] = statuses.get(status, 0) + 1
+                        if status == "201" and oid and at:
+                            created[oid] = parse_time(at)
+                # Wait (bounded) until every created order's mail has arrived.
+                deadline = time.monotonic() + (20 if SMOKE else 60)
+                while True:
+                    delivered = {}
+                    for at, ids in self.sink_lines()[sink_before:]:
+                        for oid in ids:
+                            if oid in created and oid not in delivered:
+                                delivered[oid] = at / 1e9
+                    if len(delivered) >= len(created) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.25)
         finally:
             self.sampler.phase = None
         latencies = sorted(delivered[o] - created[o] for o in delivered)
@@ -607,6 +660,9 @@ class Run:
             "email_p50_ms": pct(50), "email_p99_ms": pct(99), "email_max_ms": latencies[-1] * 1000 if latencies else None,
             "emails_per_s": len(delivered) / (last_mail - first_order) if delivered and last_mail > first_order else None,
             "http_p99_ms": run["latency_p99_us"] / 1000, "steal_pct": run.get("steal_pct"),
+            # What one order cost each process from its request to its mail (the wait for the
+            # last mail polls every 0.25 s, so idle time adds a little).
+            "cpu_us_per_order": {k: v * 1e6 / len(delivered) if delivered else None for k, v in cpu.items()},
         }
         self.result["pipeline"] = entry
         p50 = f"{entry['email_p50_ms']:.0f}" if latencies else "-"
@@ -788,6 +844,10 @@ def fmt_ms(v):
     return "–" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.0f}")
 
 
+def fmt_us(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+
 def fmt_mib(v):
     return "–" if v is None else f"{v / MIB:.1f}"
 
@@ -850,11 +910,13 @@ def markdown(report: dict) -> str:
         "Ratios are to the ceiling (a bare actix-web handler returning constant JSON) measured in the same run.",
         "",
     ]
-    head = "| scenario |" + "".join(f" {b}: req/s | × ceiling | p50 ms | p99 ms | errors | CPU steal |"
+    head = "| scenario |" + "".join(f" {b}: req/s | × ceiling | p50 ms | p99 ms | errors | CPU µs/req | CPU steal |"
                                     for b in backends)
-    lines += ["CPU steal: the share of the machine's CPU time its hypervisor gave to others during the"
+    lines += ["CPU µs/req: CPU time the service used per request (+ PostgreSQL's, on PostgreSQL), from"
+              " /proc over the measured runs; it moves less with the machine's speed than req/s does."
+              " CPU steal: the share of the machine's CPU time its hypervisor gave to others during the"
               " measured runs (0 % on dedicated hardware).", ""]
-    lines += [head, "|---|" + "---:|---:|---:|---:|---:|---:|" * len(backends)]
+    lines += [head, "|---|" + "---:|---:|---:|---:|---:|---:|---:|" * len(backends)]
     keys = []
     for b in backends:
         for k in list(runs[b]["scenarios"]) + list(runs[b]["skipped"]):
@@ -868,10 +930,11 @@ def markdown(report: dict) -> str:
             if e:
                 ratio = f"{e['ratio']:.1%}" if e["ratio"] is not None else "–"
                 steal = f"{e['steal_pct']:.0f} %" if e.get("steal_pct") is not None else "–"
+                cpu = " + ".join(fmt_us(v) for v in e.get("cpu_us_per_request", {}).values()) or "–"
                 row += (f" {e['rps']:,.0f} | {ratio} | {fmt_ms(e['p50_ms'])} | {fmt_ms(e['p99_ms'])} |"
-                        f" {e['errors']} | {steal} |")
+                        f" {e['errors']} | {cpu} | {steal} |")
             else:
-                row += f" skipped: {runs[b]['skipped'].get(k, 'n/a')} | | | | | |"
+                row += f" skipped: {runs[b]['skipped'].get(k, 'n/a')} | | | | | | |"
         lines.append(row)
     lines += ["", "Pipeline (order created → e-mail accepted by the SMTP sink; wrk paced to the target rate):", "",
               "| backend | orders/s | orders | e-mails delivered | order→e-mail p50 ms | p99 ms | max ms | HTTP p99 ms | errors | CPU steal |",
@@ -884,6 +947,12 @@ def markdown(report: dict) -> str:
                          f" {fmt_ms(p['http_p99_ms'])} | {p['errors']} | {p.get('steal_pct') or 0:.0f} % |")
         else:
             lines.append(f"| {b} | skipped: {runs[b]['skipped'].get('pipeline', 'n/a')} | | | | | | | | |")
+    for b in backends:
+        per_order = (runs[b].get("pipeline") or {}).get("cpu_us_per_order")
+        if per_order:
+            lines += ["", f"CPU per order on {b}, from its request to its e-mail (µs): "
+                      + ", ".join(f"{k} {fmt_us(v)}" for k, v in per_order.items())
+                      + f"; {fmt_us(sum(v for v in per_order.values() if v))} in all."]
     lines += ["", "Resources (start-up: exec → first 200 from /ready on an up-to-date database, median of"
               f" {s['startup_samples']}; RSS from /proc/PID/status VmRSS; load = peak over the non-argon2 scenarios):", "",
               "| service | backend | start-up ms | start-up on a fresh DB ms | RSS idle MiB | RSS under load MiB |"
