@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Select,
 };
-use service_kit::database::Inserts;
+use service_kit::database::{FindById, Inserts};
 use service_kit::events::{self, OrderCreated, OrderItem, OrderStatusChanged};
 use service_kit::settings::NatsSettings;
 use uuid::Uuid;
@@ -70,7 +70,8 @@ pub async fn list(
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Order>, sea_orm::DbErr> {
-    find_row(db, order::Entity::find_by_id(id)).await
+    static BY_ID: FindById<order::Entity> = FindById::new();
+    with_items_of(db, BY_ID.one(db, id).await?).await
 }
 
 /// Like [`find`], locking the row for the rest of the transaction (PostgreSQL).
@@ -85,7 +86,14 @@ async fn find_row(
     db: &impl ConnectionTrait,
     query: Select<order::Entity>,
 ) -> Result<Option<Order>, sea_orm::DbErr> {
-    match query.one(db).await? {
+    with_items_of(db, query.one(db).await?).await
+}
+
+async fn with_items_of(
+    db: &impl ConnectionTrait,
+    row: Option<order::Model>,
+) -> Result<Option<Order>, sea_orm::DbErr> {
+    match row {
         Some(row) => Ok(with_items(db, vec![row]).await?.pop()),
         None => Ok(None),
     }

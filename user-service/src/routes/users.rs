@@ -11,7 +11,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use service_kit::audit::{Audit, Audited};
 use service_kit::auth::{Role, ensure_admin, ensure_may_act_for};
-use service_kit::database::begin_write;
+use service_kit::database::{FindById, begin_write};
 use service_kit::events::{self, UserDeleted, UserRegistered, UserUpdated};
 use service_kit::http::{Page, TOTAL_COUNT, is_unique_violation};
 use utoipa::ToSchema;
@@ -157,11 +157,9 @@ pub async fn get(
     caller: Authenticated,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    static BY_ID: FindById<user::Entity> = FindById::new();
     ensure_may_act_for(&caller, *id)?;
-    let found = user::Entity::find_by_id(*id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(not_found)?;
+    let found = BY_ID.one(&state.db, *id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(UserEnvelope {
         success: true,
         data: found.into(),
