@@ -245,7 +245,9 @@ pub async fn begin_write(
 /// by id, about 14,000 of the 170,000 user-space instructions a `GET /api/users/{id}` costs
 /// (callgrind, `bench/instructions.py`). The SQL differs only in the bound id, so it is rendered
 /// once per backend, on first use, and the id is bound to it on every call. Meant for a
-/// `static`: `static BY_ID: FindById<user::Entity> = FindById::new();`.
+/// `static`: `static BY_ID: FindById<user::Entity> = FindById::new();`. Single-column keys
+/// only, as the one bound value says: a composite key's value is a tuple, which is not a
+/// `sea_orm::Value`, so such an entity does not compile here.
 pub struct FindById<E> {
     /// SQLite's and PostgreSQL's rendering.
     sql: [std::sync::OnceLock<String>; 2],
@@ -285,16 +287,7 @@ where
             DatabaseBackend::Postgres => &self.sql[1],
             _ => return E::find_by_id(id).one(db).await,
         };
-        let sql = slot.get_or_init(|| {
-            let statement = E::find_by_id(id.clone()).build(backend);
-            // A composite key binds one value per column, and is not what this is for.
-            assert_eq!(
-                statement.values.map_or(0, |values| values.0.len()),
-                1,
-                "FindById needs a single-column primary key"
-            );
-            statement.sql
-        });
+        let sql = slot.get_or_init(|| E::find_by_id(id.clone()).build(backend).sql);
         E::find()
             .from_raw_sql(Statement::from_sql_and_values(
                 backend,
