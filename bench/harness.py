@@ -354,6 +354,7 @@ class Run:
         self.service_procs: dict[str, subprocess.Popen] = {}
         # Processes whose CPU the scenarios account for besides their service's.
         self.infra_pids: dict[str, int] = {}
+        self.ceiling_pid: int | None = None
         self.result: dict = {"backend": backend, "scenarios": {}, "skipped": {}}
         self.sink_log = self.work / "smtp-sink.log"
         self.db_urls: dict[str, str] = {}

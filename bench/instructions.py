@@ -20,12 +20,10 @@ cancel out. The callgrind files stay in the printed folder for `callgrind_annota
 
 import argparse
 import http.client
-import json
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,38 +31,19 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from harness import API, REPO, free_port, ready_once
+
 PASSWORD = "instructions-per-request"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(port, method, path, body=None, token=None):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    connection.request(method, path, json.dumps(body) if body is not None else None, headers)
-    response = connection.getresponse()
-    return response.status, json.loads(response.read() or b"null")
 
 
 def wait_ready(port, proc, limit):
     started = time.monotonic()
-    while time.monotonic() - started < limit:
+    while not ready_once(port):
         if proc.poll() is not None:
             sys.exit(f"user-service exited during start-up (exit {proc.returncode})")
-        try:
-            if call(port, "GET", "/ready")[0] == 200:
-                return
-        except OSError:
-            pass
+        if time.monotonic() - started > limit:
+            sys.exit(f"user-service not ready within {limit} s")
         time.sleep(0.2)
-    sys.exit(f"user-service not ready within {limit} s")
 
 
 def main():
@@ -98,12 +77,9 @@ def main():
         proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(port, proc, 30)
         email = f"instructions-{port}@example.com"
-        status, body = call(port, "POST", "/api/users", {"name": "Instructions", "email": email, "password": PASSWORD})
-        assert status == 201, (status, body)
-        user_id = body["data"]["id"]
-        status, body = call(port, "POST", "/api/auth/login", {"email": email, "password": PASSWORD})
-        assert status == 200, (status, body)
-        token = body["data"]["token"]
+        user_id = API.expect(201, port, "POST", "/api/users",
+                             {"name": "Instructions", "email": email, "password": PASSWORD})["data"]["id"]
+        token = API.expect(200, port, "POST", "/api/auth/login", {"email": email, "password": PASSWORD})["data"]["token"]
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
 
