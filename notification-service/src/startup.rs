@@ -6,10 +6,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use actix_web::web;
-use sea_orm::DatabaseConnection;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
+use service_kit::database::Connections;
 use service_kit::http::{Envelope, Ops, ReadinessChecks};
 use service_kit::metrics::{HttpMetrics, Registry};
 use utoipa::OpenApi;
@@ -28,14 +28,15 @@ pub struct Application {
     server: actix_web::dev::Server,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub db: DatabaseConnection,
+    pub db: Connections,
     pub metrics: NotificationMetrics,
 }
 
-/// What handling events needs; tests build it to drive the handler by hand.
+/// What handling events needs; tests build it to drive the handler by hand. `db` is the
+/// writing connections ([`Connections::write`]): nearly every statement of a handler writes.
 pub async fn event_handler(
     settings: &Settings,
-    db: DatabaseConnection,
+    db: sea_orm::DatabaseConnection,
     metrics: NotificationMetrics,
 ) -> anyhow::Result<EventHandler> {
     let mailer = Mailer::from_settings(&settings.smtp, &settings.mail)?;
@@ -51,7 +52,7 @@ pub async fn event_handler(
 }
 
 /// Connects to the database and applies pending migrations.
-pub async fn database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+pub async fn database(settings: &Settings) -> anyhow::Result<Connections> {
     service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX).await
 }
 
@@ -73,7 +74,7 @@ impl Application {
         let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
         let metrics = NotificationMetrics::register(&mut registry);
-        let handler = event_handler(&settings, db.clone(), metrics.clone()).await?;
+        let handler = event_handler(&settings, db.write.clone(), metrics.clone()).await?;
         let state = AppState {
             db: db.clone(),
             delivery: handler.delivery.clone(),
@@ -88,7 +89,7 @@ impl Application {
             service: SERVICE,
             version: env!("CARGO_PKG_VERSION"),
             started,
-            db: db.clone(),
+            db: db.read.clone(),
             nats: nats.clone(),
             registry: Arc::new(registry),
             openapi: Arc::new(ApiDoc::openapi().to_json()?),

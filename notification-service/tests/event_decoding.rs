@@ -50,7 +50,7 @@ fn fixture() -> &'static Fixture {
             let db = startup::database(&settings).await.unwrap();
             let mut registry = service_kit::metrics::Registry::default();
             let metrics = NotificationMetrics::register(&mut registry);
-            let handler = startup::event_handler(&settings, db, metrics)
+            let handler = startup::event_handler(&settings, db.write, metrics)
                 .await
                 .unwrap();
             // A client that never reaches a server: handling does not talk to NATS.

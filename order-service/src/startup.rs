@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::web;
-use sea_orm::DatabaseConnection;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
+use service_kit::database::Connections;
 use service_kit::events::{Event, OutboxMetrics, OutboxRelay, OutboxSignal, UserDeleted};
 use service_kit::http::{Detail, Ops};
 use service_kit::metrics::{HttpMetrics, Registry};
@@ -27,7 +27,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub db: DatabaseConnection,
+    pub db: Connections,
 }
 
 impl Application {
@@ -74,7 +74,7 @@ impl Application {
             service: SERVICE,
             version: env!("CARGO_PKG_VERSION"),
             started,
-            db: db.clone(),
+            db: db.read.clone(),
             nats: nats.clone(),
             registry: Arc::new(registry),
             openapi: Arc::new(ApiDoc::openapi().to_json()?),
@@ -102,7 +102,7 @@ impl Application {
             shutdown.clone(),
         );
         let relay = OutboxRelay {
-            db: db.clone(),
+            db: db.write.clone(),
             nats,
             settings: settings.nats.clone(),
             metrics: outbox_metrics,

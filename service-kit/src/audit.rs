@@ -30,14 +30,14 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::{Authenticated, Role, Verifier, ensure_admin};
-use crate::database::Inserts;
+use crate::database::{Connections, Inserts};
 use crate::http::{ApiError, Detail, Envelope, ErrorStyle, Page, TOTAL_COUNT};
 
 pub mod entity {
@@ -303,7 +303,7 @@ fn role_name(role: Role) -> &'static str {
 /// Where entries are written; registered as app data by every service.
 #[derive(Clone)]
 pub struct AuditLog {
-    pub db: DatabaseConnection,
+    pub db: Connections,
 }
 
 /// Route middleware recording one audited action (see the module docs).
@@ -417,13 +417,13 @@ where
                             Expr::value(i32::from(status.as_u16())),
                         )
                         .filter(entity::Column::Id.eq(id))
-                        .exec(&log.db)
+                        .exec(&log.db.write)
                         .await
                         .map(drop)
                 }
                 // Not recorded, or recorded in a transaction that the failure rolled back.
                 _ => entity::Entity::insert(pending.row(status, &[]).1)
-                    .exec_without_returning(&log.db)
+                    .exec_without_returning(&log.db.write)
                     .await
                     .map(drop),
             };
@@ -575,13 +575,13 @@ async fn list<S: ListStyle>(
     if let Some(until) = filter.until {
         query = query.filter(entity::Column::OccurredAt.lt(until));
     }
-    let total = query.clone().count(&log.db).await?;
+    let total = query.clone().count(&log.db.read).await?;
     let rows = query
         .order_by_desc(entity::Column::OccurredAt)
         .order_by_desc(entity::Column::Id)
         .offset(page.offset())
         .limit(page.limit())
-        .all(&log.db)
+        .all(&log.db.read)
         .await?;
     let entries = rows.into_iter().map(AuditEntry::from).collect();
     Ok(HttpResponse::Ok()

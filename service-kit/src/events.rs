@@ -293,6 +293,7 @@ pub async fn ensure_stream(
 }
 
 pub struct OutboxRelay {
+    /// The writing connections ([`crate::database::Connections::write`]).
     pub db: DatabaseConnection,
     pub nats: async_nats::Client,
     pub settings: NatsSettings,

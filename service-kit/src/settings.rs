@@ -93,11 +93,12 @@ impl DatabaseSettings {
         Duration::from_millis(self.acquire_timeout_ms)
     }
 
-    /// `max_connections`, or when it is 0: 16 for PostgreSQL, 4 for SQLite. A SQLite connection
-    /// is a thread and a page cache in this process, and with one writer at a time more
-    /// connections are only more writers waiting: in the benchmark (2 cores, 4 and 16
-    /// alternated) 4 cut user-service's peak RSS from 45 to 39 MiB and raised orders per second
-    /// by about 30 %, for about a fifth fewer reads by id.
+    /// `max_connections`, or when it is 0: 16 for PostgreSQL, 4 for SQLite. On SQLite these are
+    /// the reading connections; every write goes through one more, its own
+    /// ([`crate::database::Connections`]). A SQLite connection is a thread and a page cache in
+    /// this process: in the benchmark (2 cores, 4 and 16 alternated, before writes had their own
+    /// connection) 4 cut user-service's peak RSS from 45 to 39 MiB, for about a fifth fewer
+    /// reads by id.
     pub fn pool_size(&self) -> u32 {
         match self.max_connections {
             0 if self.url.expose_secret().starts_with("sqlite:") => 4,

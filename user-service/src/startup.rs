@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::web;
-use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
+use service_kit::database::Connections;
 use service_kit::events::{OutboxMetrics, OutboxRelay, OutboxSignal};
 use service_kit::http::{Envelope, Ops};
 use service_kit::metrics::{HttpMetrics, Registry};
@@ -30,7 +30,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub db: DatabaseConnection,
+    pub db: Connections,
 }
 
 impl Application {
@@ -117,7 +117,7 @@ impl Application {
             service: SERVICE,
             version: env!("CARGO_PKG_VERSION"),
             started,
-            db: db.clone(),
+            db: db.read.clone(),
             nats: nats.clone(),
             registry: Arc::new(registry),
             openapi: Arc::new(ApiDoc::openapi().to_json()?),
@@ -140,7 +140,7 @@ impl Application {
         )?;
 
         let relay = OutboxRelay {
-            db: db.clone(),
+            db: db.write.clone(),
             nats,
             settings: settings.nats.clone(),
             metrics: outbox_metrics,

@@ -1,7 +1,7 @@
 //! HTTP routes: the notification API of the original Gin service.
 pub mod notifications;
 
-use sea_orm::DatabaseConnection;
+use service_kit::database::Connections;
 
 use crate::delivery::Delivery;
 
@@ -11,7 +11,7 @@ pub type Authenticated = service_kit::auth::Authenticated<service_kit::http::Env
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: DatabaseConnection,
+    pub db: Connections,
     pub delivery: Delivery,
 }
 

@@ -144,7 +144,7 @@ async fn find_for(
     id: Uuid,
 ) -> Result<notification::Model, ApiError> {
     let found = notification::Entity::find_by_id(id)
-        .one(&state.db)
+        .one(&state.db.read)
         .await?
         .ok_or_else(not_found)?;
     ensure_may_act_for(caller, found.user_id)?;
@@ -156,13 +156,13 @@ async fn page_of(
     query: Select<notification::Entity>,
     page: Page,
 ) -> Result<HttpResponse, ApiError> {
-    let total = query.clone().count(&state.db).await?;
+    let total = query.clone().count(&state.db.read).await?;
     let rows = query
         .order_by_desc(notification::Column::CreatedAt)
         .order_by_desc(notification::Column::Id)
         .offset(page.offset())
         .limit(page.limit())
-        .all(&state.db)
+        .all(&state.db.read)
         .await?;
     let data: Vec<NotificationDto> = rows.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok()
@@ -257,7 +257,7 @@ pub async fn create(
     ensure_admin(&caller)?;
     let new = body.into_inner().parse(None)?;
     let created = new_row(new, Channel::InApp, Status::Unread, None)
-        .insert(&state.db)
+        .insert(&state.db.write)
         .await?;
     audit.target(created.id);
     Ok(HttpResponse::Created().json(NotificationEnvelope {
@@ -319,7 +319,7 @@ pub async fn mark_read(
         if was_unread {
             row.status = Set(Status::Read.as_str().into());
         }
-        row.update(&state.db).await?
+        row.update(&state.db.write).await?
     };
     Ok(HttpResponse::Ok().json(NotificationEnvelope {
         success: true,
@@ -345,7 +345,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let found = find_for(&state, &caller, *id).await?;
     notification::Entity::delete_by_id(found.id)
-        .exec(&state.db)
+        .exec(&state.db.write)
         .await?;
     Ok(HttpResponse::Ok().json(MessageEnvelope {
         success: true,
@@ -379,7 +379,7 @@ pub async fn send(
     let new = body.into_inner().parse(Some("email"))?;
     let recipient = contact::Entity::find_by_id(new.user_id)
         .filter(contact::Column::DeletedAt.is_null())
-        .one(&state.db)
+        .one(&state.db.read)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "User not found"))?;
     let rendered = state
@@ -398,7 +398,7 @@ pub async fn send(
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
         })?;
     let row = new_row(new, Channel::Email, Status::Pending, Some(recipient.email))
-        .insert(&state.db)
+        .insert(&state.db.write)
         .await?;
     audit.target(row.id);
     match state
@@ -417,7 +417,7 @@ pub async fn send(
         }
     }
     let sent = notification::Entity::find_by_id(row.id)
-        .one(&state.db)
+        .one(&state.db.read)
         .await?
         .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(MessageEnvelope {

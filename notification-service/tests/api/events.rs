@@ -213,7 +213,7 @@ async fn a_crash_between_send_and_ack_still_mails_once(backend: Backend) {
         .unwrap();
     let metrics = NotificationMetrics::register(&mut service_kit::metrics::Registry::default());
     let handler: EventHandler =
-        notification_service::startup::event_handler(&settings, db, metrics)
+        notification_service::startup::event_handler(&settings, db.write, metrics)
             .await
             .unwrap();
     let js = jetstream_context().await;

@@ -132,7 +132,7 @@ pub async fn spawn_with(settings: Settings, users: Arc<Users>, smtp: Arc<SmtpSin
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let db = app.db.clone();
+    let db = app.db.write.clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use sea_orm::DatabaseConnection;
 use serde_json::json;
+use service_kit::database::Connections;
 use service_kit::events::OutboxSignal;
 use service_kit::http::Detail;
 
@@ -22,7 +22,7 @@ pub type Authenticated = service_kit::auth::Authenticated<Detail>;
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: DatabaseConnection,
+    pub db: Connections,
     pub settings: Arc<Settings>,
     pub metrics: OrderMetrics,
     pub users: UserDirectory,

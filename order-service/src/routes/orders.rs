@@ -133,7 +133,7 @@ async fn list_page(
 ) -> Result<HttpResponse, Error> {
     let status = filter.status.as_deref().map(parse_status).transpose()?;
     let (orders, total) = store::list(
-        &state.db,
+        &state.db.read,
         Filter { user_id, status },
         page.offset(),
         page.limit(),
@@ -200,7 +200,9 @@ pub async fn get(
     caller: Authenticated,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Error> {
-    let order = store::find(&state.db, *id).await?.ok_or_else(not_found)?;
+    let order = store::find(&state.db.read, *id)
+        .await?
+        .ok_or_else(not_found)?;
     ensure_may_act_for(&caller, order.row.user_id)?;
     Ok(HttpResponse::Ok().json(OrderDto::from(order)))
 }
@@ -242,7 +244,7 @@ pub async fn create(
     let fingerprint = idempotency::fingerprint(&new);
     if let Some(key) = &key
         && let Some(earlier) =
-            idempotency::earlier(&state.db, caller.user_id, key, &fingerprint).await?
+            idempotency::earlier(&state.db.read, caller.user_id, key, &fingerprint).await?
     {
         return replay(&state, earlier).await;
     }
@@ -279,7 +281,7 @@ pub async fn create(
         };
         // Another request with this key committed first (nothing of this one was written):
         // answer what it decided.
-        let earlier = idempotency::earlier(&state.db, caller.user_id, key, &fingerprint)
+        let earlier = idempotency::earlier(&state.db.read, caller.user_id, key, &fingerprint)
             .await?
             .ok_or_else(|| {
                 tracing::error!("idempotency key conflicted but is not there");
@@ -303,12 +305,14 @@ async fn replay(state: &AppState, earlier: Earlier) -> Result<HttpResponse, Erro
             ),
         )));
     };
-    let order = store::find(&state.db, order_id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "The order created with this Idempotency-Key has been deleted",
-        )
-    })?;
+    let order = store::find(&state.db.read, order_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "The order created with this Idempotency-Key has been deleted",
+            )
+        })?;
     Ok(HttpResponse::Created()
         .insert_header(("Idempotent-Replayed", "true"))
         .json(OrderDto::from(order)))

@@ -96,7 +96,7 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) ->
         .await
         .expect("order-service starts");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let db = app.db.clone();
+    let db = app.db.write.clone();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -59,7 +59,7 @@ pub async fn login(
         Ok(email) => {
             user::Entity::find()
                 .filter(user::Column::Email.eq(email.as_str()))
-                .one(&state.db)
+                .one(&state.db.read)
                 .await?
         }
         Err(_) => None,

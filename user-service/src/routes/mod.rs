@@ -7,7 +7,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use sea_orm::DatabaseConnection;
+use service_kit::database::Connections;
 use service_kit::events::OutboxSignal;
 use service_kit::metrics::Registry;
 
@@ -20,7 +20,7 @@ pub type Authenticated = service_kit::auth::Authenticated<service_kit::http::Env
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: DatabaseConnection,
+    pub db: Connections,
     pub keys: Arc<SigningKeys>,
     pub settings: Arc<Settings>,
     pub metrics: UserMetrics,

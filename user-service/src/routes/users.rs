@@ -126,13 +126,13 @@ pub async fn list(
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     ensure_admin(&caller)?;
-    let total = user::Entity::find().count(&state.db).await?;
+    let total = user::Entity::find().count(&state.db.read).await?;
     let users = user::Entity::find()
         .order_by_asc(user::Column::CreatedAt)
         .order_by_asc(user::Column::Id)
         .offset(page.offset())
         .limit(page.limit())
-        .all(&state.db)
+        .all(&state.db.read)
         .await?;
     let data: Vec<UserDto> = users.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok()
@@ -159,7 +159,10 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     static BY_ID: FindById<user::Entity> = FindById::new();
     ensure_may_act_for(&caller, *id)?;
-    let found = BY_ID.one(&state.db, *id).await?.ok_or_else(not_found)?;
+    let found = BY_ID
+        .one(&state.db.read, *id)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(UserEnvelope {
         success: true,
         data: found.into(),
