@@ -3,7 +3,9 @@
 //! A service writes its event into the `outbox` table in the same database transaction as the
 //! change ([`enqueue`]); the [`OutboxRelay`] publishes pending rows with `Nats-Msg-Id` = event
 //! id, so a re-publish after a crash is dropped by JetStream's duplicate window, and marks them
-//! published. While NATS is away rows simply wait.
+//! published. While NATS is away rows simply wait. Published rows are deleted once they are
+//! older than `nats.outbox_retention_seconds`, so the table holds what is pending and the
+//! latest hour, not every event ever sent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -308,10 +310,56 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 /// How often the relay refreshes `outbox_pending` while it is busy.
 const PENDING_COUNT_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the relay deletes the published rows older than the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Most rows one `DELETE` removes, so the writer is never held for long.
+const PRUNE_BATCH: u64 = 1000;
+
+/// Deletes the rows published before `cutoff`, `batch` at a time; returns how many it deleted.
+pub async fn prune_published(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+    batch: u64,
+) -> Result<u64, sea_orm::DbErr> {
+    use sea_orm::sea_query::Query;
+    let mut deleted = 0;
+    loop {
+        // `published_at < cutoff` skips the pending rows (NULL) and is a range of
+        // `idx_outbox_pending`.
+        let oldest = Query::select()
+            .column(outbox::Column::Id)
+            .from(outbox::Entity)
+            .and_where(outbox::Column::PublishedAt.lt(cutoff))
+            .order_by(outbox::Column::PublishedAt, sea_orm::Order::Asc)
+            .limit(batch)
+            .to_owned();
+        let n = outbox::Entity::delete_many()
+            .filter(outbox::Column::Id.in_subquery(oldest))
+            .exec(db)
+            .await?
+            .rows_affected;
+        deleted += n;
+        if n < batch {
+            return Ok(deleted);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 impl OutboxRelay {
     /// Publishes until `shutdown` fires; a batch in flight is finished first so nothing is
-    /// published without being marked.
+    /// published without being marked. Beside it, deletes what was published longer ago than
+    /// the retention, once a minute.
     pub async fn run(self, shutdown: CancellationToken) {
+        let prune = prune_every_minute(
+            self.db.clone(),
+            self.settings.outbox_retention_seconds,
+            shutdown.clone(),
+        );
+        tokio::join!(self.publish_until(shutdown), prune);
+    }
+
+    async fn publish_until(self, shutdown: CancellationToken) {
         let js = async_nats::jetstream::new(self.nats.clone());
         let mut stream_ready = false;
         let mut backoff = Duration::from_millis(100);
@@ -465,5 +513,101 @@ impl OutboxRelay {
             .exec(conn)
             .await?;
         Ok(rows.len())
+    }
+}
+
+async fn prune_every_minute(
+    db: DatabaseConnection,
+    retention_seconds: u64,
+    shutdown: CancellationToken,
+) {
+    let retention = i64::try_from(retention_seconds)
+        .ok()
+        .and_then(chrono::Duration::try_seconds);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+        // A retention too long to subtract keeps everything.
+        let Some(cutoff) = retention.and_then(|r| Utc::now().checked_sub_signed(r)) else {
+            continue;
+        };
+        match prune_published(&db, cutoff, PRUNE_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "outbox: published events pruned"),
+            Err(e) => tracing::warn!(error = %e, "outbox: pruning published events failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder};
+    use sea_orm_migration::{MigrationTrait, SchemaManager};
+
+    use super::*;
+    use crate::testing::{Backend, fresh_database};
+
+    async fn outbox_table(backend: Backend) -> DatabaseConnection {
+        let settings = fresh_database(backend).await;
+        let db = crate::database::connect(&settings, "TEST")
+            .await
+            .expect("database")
+            .write;
+        migration::CreateOutbox
+            .up(&SchemaManager::new(&db))
+            .await
+            .expect("outbox table");
+        db
+    }
+
+    async fn row(db: &DatabaseConnection, n: u128, published_at: Option<DateTime<Utc>>) {
+        outbox::Entity::insert(outbox::ActiveModel {
+            id: Set(Uuid::from_u128(n)),
+            subject: Set("orders.created".into()),
+            payload: Set("{}".into()),
+            headers: Set("{}".into()),
+            created_at: Set(Utc::now()),
+            published_at: Set(published_at),
+        })
+        .exec_without_returning(db)
+        .await
+        .expect("row");
+    }
+
+    /// Rows published before the cutoff go, in as many batches as it takes; rows published
+    /// since, and pending ones, stay.
+    async fn pruning_deletes_only_what_was_published_before_the_cutoff(backend: Backend) {
+        let db = outbox_table(backend).await;
+        let now = Utc::now();
+        let hours_ago = |h| Some(now - chrono::Duration::hours(h));
+        for n in 1..=5 {
+            row(&db, n, hours_ago(2)).await;
+        }
+        row(&db, 6, hours_ago(0)).await;
+        row(&db, 7, None).await;
+        let cutoff = now - chrono::Duration::hours(1);
+        assert_eq!(prune_published(&db, cutoff, 2).await.expect("prune"), 5);
+        let left: Vec<u128> = outbox::Entity::find()
+            .order_by_asc(outbox::Column::Id)
+            .all(&db)
+            .await
+            .expect("rows")
+            .into_iter()
+            .map(|r| r.id.as_u128())
+            .collect();
+        assert_eq!(left, [6, 7]);
+        assert_eq!(prune_published(&db, cutoff, 2).await.expect("prune"), 0);
+    }
+
+    #[tokio::test]
+    async fn pruning_on_sqlite() {
+        pruning_deletes_only_what_was_published_before_the_cutoff(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn pruning_on_postgres() {
+        pruning_deletes_only_what_was_published_before_the_cutoff(Backend::Postgres).await;
     }
 }

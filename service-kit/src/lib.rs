@@ -22,7 +22,7 @@ pub mod observe;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use tokio_util::sync::CancellationToken;

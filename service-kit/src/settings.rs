@@ -126,6 +126,10 @@ pub struct NatsSettings {
     pub stream: String,
     /// Prepended to every subject; lets tests (or several platforms) share one NATS server.
     pub subject_prefix: String,
+    /// How long a published event stays in the `outbox` table (for looking into) before the
+    /// relay deletes it. JetStream's duplicate window, the only other use of a published row's
+    /// id, is two minutes.
+    pub outbox_retention_seconds: u64,
 }
 
 impl Default for NatsSettings {
@@ -134,6 +138,7 @@ impl Default for NatsSettings {
             url: "nats://127.0.0.1:4222".into(),
             stream: "EVENTS".into(),
             subject_prefix: String::new(),
+            outbox_retention_seconds: 3600,
         }
     }
 }

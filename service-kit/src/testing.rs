@@ -79,6 +79,7 @@ pub fn isolated_nats(url: &str) -> NatsSettings {
         url: url.into(),
         stream: format!("TEST_{id}"),
         subject_prefix: format!("t{id}."),
+        ..NatsSettings::default()
     }
 }
 
