@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 type Log = Arc<Mutex<std::fs::File>>;
 
-#[tokio::main]
+/// One thread: the sink shares the machine with the services it measures, and a mail is a few
+/// short lines; spreading sessions over worker threads only added wake-ups between them.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(port), Some(path)) = (args.next(), args.next()) else {
