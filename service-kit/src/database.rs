@@ -8,7 +8,8 @@ use crate::settings::DatabaseSettings;
 /// A service's connections to its database: `write` for every statement that writes (and the
 /// reads inside a writing transaction), `read` for the others.
 ///
-/// On PostgreSQL both are the same pool. SQLite lets one connection write at a time, so there
+/// On PostgreSQL (and an in-memory SQLite database, which is one per pool) both are the same
+/// pool. SQLite lets one connection write at a time, so there
 /// `write` is a pool of one connection and `read` a pool of `max_connections` (see
 /// [`DatabaseSettings::pool_size`]). Writes spread over several connections cost far more than
 /// the same writes on one: each connection must drop its whole page cache when another one has
@@ -33,27 +34,43 @@ pub async fn connect(settings: &DatabaseSettings, prefix: &str) -> anyhow::Resul
     if url.is_empty() {
         anyhow::bail!("invalid configuration: {prefix}__DATABASE__URL is empty");
     }
-    let Some(path) = url.strip_prefix("sqlite://") else {
-        let pool = open(settings, prefix, settings.pool_size(), None).await?;
-        return Ok(Connections {
-            read: pool.clone(),
-            write: pool,
-        });
+    let shared = |pool: DatabaseConnection| Connections {
+        read: pool.clone(),
+        write: pool,
     };
-    let file = path.split('?').next().unwrap_or_default();
-    if let Some(dir) = std::path::Path::new(file)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            anyhow::anyhow!(
-                "{prefix}__DATABASE__URL: cannot create {}: {e}",
-                dir.display()
-            )
-        })?;
+    if !url.starts_with("sqlite:") {
+        return Ok(shared(
+            open(settings, prefix, settings.pool_size(), None).await?,
+        ));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let file = path.split('?').next().unwrap_or_default();
+        if let Some(dir) = std::path::Path::new(file)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "{prefix}__DATABASE__URL: cannot create {}: {e}",
+                    dir.display()
+                )
+            })?;
+        }
     }
     // One per database, shared by its connections; lives as long as the process.
     let writes: &'static WriteReleases = Box::leak(Box::default());
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        // Each pool would open a database of its own: the readers would never see the writes.
+        return Ok(shared(
+            open(
+                settings,
+                prefix,
+                settings.pool_size(),
+                Some((writes, Role::Write)),
+            )
+            .await?,
+        ));
+    }
     // The writer first: it creates the file and puts it in WAL mode.
     let write = open(settings, prefix, 1, Some((writes, Role::Write))).await?;
     let read = open(
@@ -627,6 +644,25 @@ mod tests {
             .await
             .expect_err("a reader does not write");
         assert!(refused.to_string().contains("readonly"), "{refused}");
+        assert_eq!(ids(&db.read).await, [(1, b"one".to_vec())]);
+    }
+
+    /// An in-memory database is one per pool, so reads and writes share one there.
+    #[tokio::test]
+    async fn in_memory_sqlite_reads_what_it_wrote() {
+        let settings = DatabaseSettings {
+            url: "sqlite::memory:".to_owned().into(),
+            ..DatabaseSettings::default()
+        };
+        let db = connect(&settings, "TEST").await.expect("SQLite opens");
+        db.write
+            .execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+            .await
+            .expect("table");
+        insert(1, b"one")
+            .exec_without_returning(&db.write)
+            .await
+            .expect("insert");
         assert_eq!(ids(&db.read).await, [(1, b"one".to_vec())]);
     }
 }
