@@ -9,15 +9,15 @@ use crate::settings::DatabaseSettings;
 /// reads inside a writing transaction), `read` for the others.
 ///
 /// On PostgreSQL (and an in-memory SQLite database, which is one per pool) both are the same
-/// pool. SQLite lets one connection write at a time, so there
-/// `write` is a pool of one connection and `read` a pool of `max_connections` (see
-/// [`DatabaseSettings::pool_size`]). Writes spread over several connections cost far more than
-/// the same writes on one: each connection must drop its whole page cache when another one has
-/// written since its last transaction, and writers wait for the lock in SQLite's busy handler,
-/// a thread wake-up per commit. With every write on one connection its cache stays warm and
-/// writers queue in the pool, on no thread (benchmark, 2 cores: POST /api/orders from 640 to
-/// 449 µs of CPU). The readers are opened `query_only`, so a write sent to them fails
-/// on the spot rather than quietly taking the slow path.
+/// pool. SQLite lets one connection write at a time, so there `write` is a pool of one
+/// connection and `read` a pool of `max_connections` (see [`DatabaseSettings::pool_size`]).
+/// Writes spread over several connections cost far more than the same writes on one: each
+/// connection must drop its whole page cache when another one has written since its last
+/// transaction, and writers wait for the lock in SQLite's busy handler, a thread wake-up per
+/// commit. With every write on one connection its cache stays warm and writers queue in the
+/// pool, on no thread (benchmark, 2 cores: POST /api/orders from 640 to 449 µs of CPU). The
+/// readers are opened `query_only`, so a write sent to them fails on the spot rather than
+/// quietly taking the slow path.
 ///
 /// While a transaction on `write` is open, send every statement through the transaction: on
 /// SQLite another one on `write` would wait for the connection the transaction holds, until
@@ -476,10 +476,15 @@ mod tests {
         )
         .await
         .expect("SQLite opens");
+        create_table(&db).await;
+        (db, file)
+    }
+
+    /// The table `t` the tests write.
+    async fn create_table(db: &DatabaseConnection) {
         db.execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
             .await
             .expect("table");
-        (db, file)
     }
 
     async fn write(db: &DatabaseConnection, bytes: usize) -> Result<(), sea_orm::DbErr> {
@@ -619,14 +624,14 @@ mod tests {
         assert_eq!(ids(&db.read).await.len(), 3);
     }
 
-    /// A SQLite database's connections, with the table `t`.
+    /// A SQLite file's connections, with the table `t`.
     async fn connections() -> Connections {
-        let (settings, _) = sqlite_settings(2);
+        connections_to(sqlite_settings(2).0).await
+    }
+
+    async fn connections_to(settings: DatabaseSettings) -> Connections {
         let db = connect(&settings, "TEST").await.expect("SQLite opens");
-        db.write
-            .execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-            .await
-            .expect("table");
+        create_table(&db.write).await;
         db
     }
 
@@ -650,15 +655,11 @@ mod tests {
     /// An in-memory database is one per pool, so reads and writes share one there.
     #[tokio::test]
     async fn in_memory_sqlite_reads_what_it_wrote() {
-        let settings = DatabaseSettings {
+        let db = connections_to(DatabaseSettings {
             url: "sqlite::memory:".to_owned().into(),
             ..DatabaseSettings::default()
-        };
-        let db = connect(&settings, "TEST").await.expect("SQLite opens");
-        db.write
-            .execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-            .await
-            .expect("table");
+        })
+        .await;
         insert(1, b"one")
             .exec_without_returning(&db.write)
             .await

@@ -601,13 +601,5 @@ mod tests {
         assert_eq!(prune_published(&db, cutoff, 2).await.expect("prune"), 0);
     }
 
-    #[tokio::test]
-    async fn pruning_on_sqlite() {
-        pruning_deletes_only_what_was_published_before_the_cutoff(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn pruning_on_postgres() {
-        pruning_deletes_only_what_was_published_before_the_cutoff(Backend::Postgres).await;
-    }
+    crate::on_both_backends!(pruning_deletes_only_what_was_published_before_the_cutoff);
 }
