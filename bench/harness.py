@@ -62,6 +62,9 @@ N_TOKEN_USERS = env_int("BENCH_TOKEN_USERS", 16 if SMOKE else 256)
 N_ORDERS = env_int("BENCH_ORDERS", 200 if SMOKE else 5000)
 PIPELINE_S = env_int("BENCH_PIPELINE_SECONDS", 3 if SMOKE else 30)
 PIPELINE_RATE = env_int("BENCH_PIPELINE_RATE", 200 if SMOKE else 2000)
+# The drain: orders created while notification-service is paused, then mailed as fast as it can.
+DRAIN_ORDERS_S = env_int("BENCH_DRAIN_SECONDS", 2 if SMOKE else 10)
+DRAIN_RATE = env_int("BENCH_DRAIN_RATE", 200 if SMOKE else 1500)
 STARTUP_SAMPLES = env_int("BENCH_STARTUP_SAMPLES", 1 if SMOKE else 5)
 BACKENDS = os.environ.get("BENCH_BACKENDS", "sqlite postgres").split()
 BIN_DIR = Path(os.environ.get("BENCH_BIN_DIR", REPO / "target" / "release"))
@@ -603,17 +606,25 @@ class Run:
             f"  p99 {entry['p99_ms']:.2f} ms  errors {entry['errors']}/{entry['requests']}  CPU/req "
             + " + ".join(f"{k} {fmt_us(v)} µs" for k, v in entry["cpu_us_per_request"].items()))
 
-    def pipeline(self):
-        key = "pipeline"
+    def orders_to_mail(self, key: str) -> Path | None:
+        """For a scenario from orders to mails: the folder wrk records the orders in, or None
+        when the scenario is not to run (not chosen, or a service not built)."""
         if ONLY and key not in ONLY:
-            return
+            return None
         missing = [s for s in ("order-service", "notification-service") if s not in self.service_procs]
         if missing:
             self.result["skipped"][key] = f"{missing[0]} not built"
-            log(f"  {'pipeline':<44} skipped: {missing[0]} not built")
-            return
-        record = self.work / "pipeline"
+            log(f"  {key:<44} skipped: {missing[0]} not built")
+            return None
+        record = self.work / key
         record.mkdir(exist_ok=True)
+        return record
+
+    def pipeline(self):
+        key = "pipeline"
+        record = self.orders_to_mail(key)
+        if record is None:
+            return
         sink_before = len(self.sink_lines())
         url = f"http://127.0.0.1:{self.ports['order-service']}"
         env = {"BENCH_DATA": self.data_file("pipeline", self.seed["users"]), "BENCH_RECORD": record,
@@ -671,6 +682,65 @@ class Run:
         log(f"  {'pipeline':<44} {entry['orders_per_s']:9.0f} orders/s  mails {len(delivered)}/{len(created)}"
             f"  order→mail p50 {p50} ms p99 {p99} ms  errors {run['errors']}")
 
+    def drain(self):
+        """The consumer's capacity alone: orders are created while notification-service is
+        stopped (SIGSTOP), then it is let go and mails the backlog as fast as it can. Mails per
+        second and the CPU per mail of notification-service, the SMTP sink, NATS (and PostgreSQL)
+        while it does, without order-service and the generator sharing the cores."""
+        key = "drain"
+        record = self.orders_to_mail(key)
+        if record is None:
+            return
+        sink_before = len(self.sink_lines())
+        consumer = self.service_procs["notification-service"]
+        url = f"http://127.0.0.1:{self.ports['order-service']}"
+        env = {"BENCH_DATA": self.data_file("drain", self.seed["users"]), "BENCH_RECORD": record,
+               "BENCH_RATE": DRAIN_RATE}
+        self.sampler.phase = key
+        os.kill(consumer.pid, signal.SIGSTOP)
+        try:
+            run = wrk(url, "create_order.lua", DRAIN_ORDERS_S, env)
+            created = set()
+            for f in record.glob("thread-*.tsv"):
+                for line in f.read_text().splitlines():
+                    status, oid = (line.split("\t") + [""])[:2]
+                    if status == "201" and oid:
+                        created.add(oid)
+            time.sleep(2)  # order-service's relay publishes the last events
+            accounted = {"notification-service": consumer.pid,
+                         **{k: v for k, v in self.infra_pids.items() if k in ("nats", "smtp-sink", "database")}}
+            with cpu_used(accounted) as cpu:
+                started = time.time()
+                os.kill(consumer.pid, signal.SIGCONT)
+                deadline = time.monotonic() + (30 if SMOKE else 120)
+                while True:
+                    delivered = {}
+                    for at, ids in self.sink_lines()[sink_before:]:
+                        for oid in ids:
+                            if oid in created:
+                                delivered.setdefault(oid, at / 1e9)
+                    if len(delivered) >= len(created) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+        finally:
+            os.kill(consumer.pid, signal.SIGCONT)
+            self.sampler.phase = None
+        last = max(delivered.values()) if delivered else started
+        seconds = last - started
+        entry = {
+            "label": f"drain: a backlog of {len(created)} order mails",
+            "orders_created": len(created), "emails_delivered": len(delivered),
+            "all_delivered": len(delivered) == len(created) and len(created) > 0,
+            "seconds": seconds, "emails_per_s": len(delivered) / seconds if seconds > 0 else None,
+            "errors": run["errors"],
+            # Polling every 0.1 s for the last mail adds a little idle time.
+            "cpu_us_per_mail": {k: v * 1e6 / len(delivered) if delivered else None for k, v in cpu.items()},
+        }
+        self.result["drain"] = entry
+        rate = f"{entry['emails_per_s']:.0f}" if entry["emails_per_s"] else "-"
+        log(f"  {'drain':<44} {rate:>9} mails/s  mails {len(delivered)}/{len(created)}  CPU/mail "
+            + " + ".join(f"{k} {fmt_us(v)} µs" for k, v in entry["cpu_us_per_mail"].items()))
+
     # -- the whole run -----------------------------------------------------------------------
 
     def execute(self, pg_port: int | None):
@@ -723,6 +793,8 @@ class Run:
                       "create_order.lua", users)
         self.wait_quiet("before the pipeline", 180 if not SMOKE else 30)
         self.pipeline()
+        self.wait_quiet("before the drain", 180 if not SMOKE else 30)
+        self.drain()
 
         rss_load = {}
         for phase, peaks in self.sampler.peaks.items():
@@ -954,6 +1026,17 @@ def markdown(report: dict) -> str:
             lines += ["", f"CPU per order on {b}, from its request to its e-mail (µs): "
                       + ", ".join(f"{k} {fmt_us(v)}" for k, v in per_order.items())
                       + f"; {fmt_us(sum(v for v in per_order.values() if v))} in all."]
+    drains = [(b, runs[b]["drain"]) for b in backends if runs[b].get("drain")]
+    if drains:
+        lines += ["", "Drain (orders created while notification-service is stopped, then mailed as fast as it"
+                  " can; CPU per mail of the processes that do it):", "",
+                  "| backend | mails | mails/s | CPU µs per mail |", "|---|---:|---:|---|"]
+        for b, d in drains:
+            cpu = d["cpu_us_per_mail"]
+            lines.append(f"| {b} | {d['emails_delivered']}/{d['orders_created']} |"
+                         f" {d['emails_per_s'] or 0:,.0f} | "
+                         + ", ".join(f"{k} {fmt_us(v)}" for k, v in cpu.items())
+                         + f"; {fmt_us(sum(v for v in cpu.values() if v))} in all |")
     lines += ["", "Resources (start-up: exec → first 200 from /ready on an up-to-date database, median of"
               f" {s['startup_samples']}; RSS from /proc/PID/status VmRSS; load = peak over the non-argon2 scenarios):", "",
               "| service | backend | start-up ms | start-up on a fresh DB ms | RSS idle MiB | RSS under load MiB |"
@@ -1045,6 +1128,12 @@ def main() -> int:
                 passed += 1
             else:
                 failures.append(f"{backend} pipeline: {p['orders_created']} orders, {p['emails_delivered']} mails")
+        d = run.get("drain")
+        if d:
+            if d["all_delivered"]:
+                passed += 1
+            else:
+                failures.append(f"{backend} drain: {d['orders_created']} orders, {d['emails_delivered']} mails")
     md = markdown(report)
     (RESULTS / f"{NAME}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (RESULTS / f"{NAME}.md").write_text(md)
