@@ -18,6 +18,7 @@ pub mod migration;
 pub mod openapi;
 pub mod routes;
 pub mod settings;
+pub mod smtp;
 pub mod startup;
 
 pub use settings::Settings;

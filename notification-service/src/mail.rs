@@ -1,11 +1,11 @@
-//! Mail: templates (minijinja, plain-text and HTML parts of each mail) and the lettre
-//! transport, pooled SMTP when `smtp.url` is set, otherwise `.eml` files in the outbox folder.
+//! Mail: templates (minijinja, plain-text and HTML parts of each mail) and the transport: SMTP
+//! ([`crate::smtp`], connections kept open) when `smtp.url` is set, otherwise `.eml` files in the
+//! outbox folder (lettre's file transport).
 
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::Environment;
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -13,6 +13,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::settings::{ENV_PREFIX, MailSettings, SmtpSettings};
+use crate::smtp::{SmtpClient, SmtpError};
 
 /// The mails this service writes; each has `<name>.subject.txt`, `<name>.txt` and `<name>.html`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,13 +94,13 @@ pub enum MailError {
     #[error("building the mail failed: {0}")]
     Build(#[from] lettre::error::Error),
     #[error("SMTP: {0}")]
-    Smtp(#[from] lettre::transport::smtp::Error),
+    Smtp(#[from] SmtpError),
     #[error("writing to the outbox failed: {0}")]
     File(#[from] lettre::transport::file::Error),
 }
 
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Box<SmtpClient>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -120,14 +121,15 @@ impl Mailer {
             .map_err(|e| anyhow::anyhow!("invalid configuration: {ENV_PREFIX}__SMTP__FROM: {e}"))?;
         let transport = match &smtp.url {
             Some(url) if !url.expose_secret().is_empty() => {
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-                    .map_err(|e| {
-                        anyhow::anyhow!("invalid configuration: {ENV_PREFIX}__SMTP__URL: {e}")
-                    })?
-                    .timeout(Some(Duration::from_secs(smtp.timeout_seconds)))
-                    .pool_config(PoolConfig::new().max_size(smtp.pool_max_size.max(1)))
-                    .build();
-                Transport::Smtp(transport)
+                let client = SmtpClient::new(
+                    url.expose_secret(),
+                    Duration::from_secs(smtp.timeout_seconds),
+                    smtp.pool_max_size as usize,
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!("invalid configuration: {ENV_PREFIX}__SMTP__URL: {e}")
+                })?;
+                Transport::Smtp(Box::new(client))
             }
             _ => {
                 std::fs::create_dir_all(&mail.outbox_dir).map_err(|e| {
@@ -270,7 +272,10 @@ impl Mailer {
         );
         let outcome = async {
             match &self.transport {
-                Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(Into::into),
+                Transport::Smtp(smtp) => smtp
+                    .send(message.envelope(), &message.formatted())
+                    .await
+                    .map_err(Into::into),
                 Transport::File(file) => file.send(message).await.map(|_| ()).map_err(Into::into),
             }
         }

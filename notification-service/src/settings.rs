@@ -53,9 +53,10 @@ pub struct SmtpSettings {
     pub url: Option<SecretString>,
     /// The `From` of every mail.
     pub from: String,
-    /// How long one SMTP conversation may take before it counts as failed.
+    /// How long sending one mail may take (waiting for a free connection, connecting, the
+    /// conversation) before it counts as failed.
     pub timeout_seconds: u64,
-    /// Pooled connections kept open to the relay.
+    /// Connections to the relay open at once (kept open between mails); more mails wait.
     pub pool_max_size: u32,
 }
 

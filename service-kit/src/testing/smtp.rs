@@ -1,6 +1,7 @@
-//! An SMTP server for tests: speaks enough of RFC 5321 for lettre (EHLO/HELO, MAIL, RCPT,
-//! DATA with dot-unstuffing, RSET, NOOP, QUIT), keeps every mail it accepts, and can be
-//! stopped and started again on the same port to play a relay that goes away and comes back.
+//! An SMTP server for tests: speaks enough of RFC 5321 for lettre (EHLO/HELO, AUTH PLAIN, MAIL,
+//! RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT), keeps every mail it accepts, counts the
+//! connections it was given, and can be stopped and started again on the same port to play a
+//! relay that goes away and comes back.
 //!
 //! ```ignore
 //! let sink = SmtpSink::start().await;
@@ -11,6 +12,7 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -142,8 +144,17 @@ fn decode_quoted_printable(body: &str) -> String {
 /// A running (or stopped) sink; stops when dropped.
 pub struct SmtpSink {
     addr: SocketAddr,
-    mails: Arc<Mutex<Vec<ReceivedMail>>>,
+    seen: Arc<Seen>,
     running: Mutex<CancellationToken>,
+}
+
+/// What the sink's sessions record.
+#[derive(Default)]
+struct Seen {
+    mails: Mutex<Vec<ReceivedMail>>,
+    /// The user names of successful `AUTH PLAIN`s.
+    logins: Mutex<Vec<String>>,
+    connections: AtomicUsize,
 }
 
 impl SmtpSink {
@@ -154,7 +165,7 @@ impl SmtpSink {
         drop(probe);
         let sink = Self {
             addr,
-            mails: Arc::default(),
+            seen: Arc::default(),
             running: Mutex::new(CancellationToken::new()),
         };
         sink.listen().await;
@@ -172,7 +183,17 @@ impl SmtpSink {
 
     /// Every mail accepted so far.
     pub fn mails(&self) -> Vec<ReceivedMail> {
-        self.mails.lock().unwrap().clone()
+        self.seen.mails.lock().unwrap().clone()
+    }
+
+    /// The user names clients authenticated as (`AUTH PLAIN`, any password), in order.
+    pub fn logins(&self) -> Vec<String> {
+        self.seen.logins.lock().unwrap().clone()
+    }
+
+    /// How many connections clients opened so far.
+    pub fn connections(&self) -> usize {
+        self.seen.connections.load(Ordering::Relaxed)
     }
 
     /// Waits until at least `count` mails arrived (panics after `timeout`).
@@ -222,19 +243,20 @@ impl SmtpSink {
             bound = bind();
         }
         let listener = bound.expect("SMTP sink listens on its port");
-        let mails = self.mails.clone();
+        let seen = self.seen.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        let mails = mails.clone();
+                        seen.connections.fetch_add(1, Ordering::Relaxed);
+                        let seen = seen.clone();
                         let token = token.clone();
                         tokio::spawn(async move {
                             tokio::select! {
                                 _ = token.cancelled() => {}
-                                _ = session(stream, mails) => {}
+                                _ = session(stream, seen) => {}
                             }
                         });
                     }
@@ -250,7 +272,7 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn session(stream: TcpStream, mails: Arc<Mutex<Vec<ReceivedMail>>>) -> std::io::Result<()> {
+async fn session(stream: TcpStream, seen: Arc<Seen>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     write
@@ -271,7 +293,14 @@ async fn session(stream: TcpStream, mails: Arc<Mutex<Vec<ReceivedMail>>>) -> std
             .unwrap_or_default()
             .to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
-            "EHLO" => b"250-sink.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n",
+            "EHLO" => b"250-sink.test\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 PIPELINING\r\n",
+            "AUTH" => match plain_login(&command) {
+                Some(user) => {
+                    seen.logins.lock().unwrap().push(user);
+                    b"235 2.7.0 Authentication successful\r\n"
+                }
+                None => b"535 5.7.8 Authentication credentials invalid\r\n",
+            },
             "HELO" | "NOOP" => b"250 OK\r\n",
             "MAIL" => {
                 from = address(&command);
@@ -302,7 +331,7 @@ async fn session(stream: TcpStream, mails: Arc<Mutex<Vec<ReceivedMail>>>) -> std
                     }
                     data.push_str(line.strip_prefix('.').unwrap_or(&line));
                 }
-                mails.lock().unwrap().push(ReceivedMail {
+                seen.mails.lock().unwrap().push(ReceivedMail {
                     from: std::mem::take(&mut from),
                     to: std::mem::take(&mut to),
                     data,
@@ -317,6 +346,21 @@ async fn session(stream: TcpStream, mails: Arc<Mutex<Vec<ReceivedMail>>>) -> std
         };
         write.write_all(reply).await?;
     }
+}
+
+/// The user name of `AUTH PLAIN <base64 of "\0user\0password">`.
+fn plain_login(command: &str) -> Option<String> {
+    let mut words = command.split_whitespace().skip(1);
+    if !words.next()?.eq_ignore_ascii_case("PLAIN") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(words.next()?)
+        .ok()?;
+    let mut parts = decoded.split(|b| *b == 0).skip(1);
+    let user = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    parts.next()?;
+    Some(user)
 }
 
 /// The address in `MAIL FROM:<a@b>` / `RCPT TO:<a@b>`.
