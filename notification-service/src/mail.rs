@@ -389,4 +389,24 @@ mod tests {
                 || eml.contains("To: Ada <ada@example.com>")
         );
     }
+
+    #[test]
+    fn a_bad_smtp_url_is_a_start_up_error_naming_the_setting() {
+        let mail = MailSettings {
+            outbox_dir: std::env::temp_dir(),
+        };
+        for url in ["smtp://", "http://mail.example.com", "smtp://h?tls=maybe"] {
+            let smtp = SmtpSettings {
+                url: Some(url.into()),
+                ..SmtpSettings::default()
+            };
+            let Err(e) = Mailer::from_settings(&smtp, &mail) else {
+                panic!("{url} was accepted");
+            };
+            assert!(
+                e.to_string().contains("NOTIFICATION_SERVICE__SMTP__URL"),
+                "{url}: {e}"
+            );
+        }
+    }
 }

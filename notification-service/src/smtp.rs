@@ -113,7 +113,8 @@ impl Relay {
                 },
                 SUBMISSION_PORT,
             ),
-            ("smtps", None) => (implicit_tls(&host)?, SUBMISSIONS_PORT),
+            // lettre ignores `tls=` here too: the connection is TLS from the start anyway.
+            ("smtps", _) => (implicit_tls(&host)?, SUBMISSIONS_PORT),
             (scheme, tls) => {
                 return Err(format!(
                     "unknown scheme {scheme:?} or tls parameter {tls:?} (smtp://, \
