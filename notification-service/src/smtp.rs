@@ -46,7 +46,6 @@ pub enum SmtpError {
 }
 
 /// How the conversation is protected.
-#[derive(Clone)]
 enum Security {
     /// Plain text: a relay on the same host or in the same pod network.
     None,
@@ -63,7 +62,6 @@ enum Security {
 }
 
 /// Where and how to connect, from the URL.
-#[derive(Clone)]
 struct Relay {
     host: String,
     port: u16,
@@ -103,12 +101,11 @@ impl Relay {
             .trim_end_matches(']')
             .to_owned();
         let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v);
-        let tls_for = |host: &str| TlsParameters::new(host.to_owned()).map_err(|e| e.to_string());
         let (security, default_port) = match (url.scheme(), tls.as_deref()) {
             ("smtp", None) => (Security::None, SMTP_PORT),
             ("smtp", Some(mode @ ("required" | "opportunistic"))) => (
                 Security::StartTls {
-                    tls: tls_for(&host)?,
+                    tls: TlsParameters::new(host.clone()).map_err(|e| e.to_string())?,
                     required: mode == "required",
                 },
                 SUBMISSION_PORT,
@@ -146,28 +143,18 @@ impl Relay {
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SmtpError> {
-        let relay = format!("{}:{}", self.host, self.port);
+        let failed = |source| SmtpError::Connect {
+            relay: format!("{}:{}", self.host, self.port),
+            source,
+        };
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|source| SmtpError::Connect {
-                relay: relay.clone(),
-                source,
-            })?;
+            .map_err(failed)?;
         // The point of this module: see its documentation.
-        stream
-            .set_nodelay(true)
-            .map_err(|source| SmtpError::Connect {
-                relay: relay.clone(),
-                source,
-            })?;
+        stream.set_nodelay(true).map_err(failed)?;
         let mut conn = match &self.security {
             Security::Implicit { tls, name } => {
-                let stream = tls.connect(name.clone(), stream).await.map_err(|source| {
-                    SmtpError::Connect {
-                        relay: relay.clone(),
-                        source,
-                    }
-                })?;
+                let stream = tls.connect(name.clone(), stream).await.map_err(failed)?;
                 AsyncSmtpConnection::connect_with_transport(Box::new(Tls(stream)), &self.hello)
                     .await?
             }
