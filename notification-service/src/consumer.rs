@@ -22,11 +22,8 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pu
 use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use sea_orm::sea_query::{Expr, OnConflict, Query, SubQueryStatement};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter,
-};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use service_kit::CancellationToken;
@@ -39,6 +36,7 @@ use service_kit::telemetry;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::claims::{Addressee, Claims};
 use crate::delivery::{Delivery, DeliveryError};
 use crate::domain::{Channel, Status, kind};
 use crate::entity::{contact, dead_letter, notification};
@@ -113,6 +111,7 @@ impl From<crate::mail::MailError> for Failure {
 #[derive(Clone)]
 pub struct EventHandler {
     pub db: DatabaseConnection,
+    pub claims: Claims,
     pub delivery: Delivery,
     pub metrics: NotificationMetrics,
     pub settings: ConsumerSettings,
@@ -435,7 +434,7 @@ impl EventHandler {
             sent_at: None,
             read_at: None,
         };
-        if let Some((email, name)) = self.insert_for_contact(&row).await? {
+        if let Some(Addressee { email, name }) = self.claims.claim(&row).await? {
             row.recipient = Some(email);
             context["name"] = json!(name);
             let rendered = self
@@ -500,84 +499,6 @@ impl EventHandler {
             }
         };
         Ok(())
-    }
-
-    /// Inserts `row` (an e-mail, claimed) addressed to its user's contact, in one statement:
-    /// `INSERT … SELECT … FROM contacts … ON CONFLICT (event_id) DO NOTHING RETURNING`. Gives
-    /// the address and the name, or nothing when the user is not known, was deleted, or the
-    /// event has its row already. The title must not depend on the name: order subjects use
-    /// only the order (`order_subjects_do_not_use_the_name`).
-    async fn insert_for_contact(
-        &self,
-        row: &notification::Model,
-    ) -> Result<Option<(String, String)>, DbErr> {
-        use notification::Column;
-        use sea_orm::sea_query::ExprTrait as _;
-        // `FROM contacts WHERE` the row's user, not deleted: the source of the row's address,
-        // and of the name it returns.
-        let of_contact = || {
-            Query::select()
-                .from(contact::Entity)
-                .and_where(Expr::col((contact::Entity, contact::Column::UserId)).eq(row.user_id))
-                .and_where(Expr::col((contact::Entity, contact::Column::DeletedAt)).is_null())
-                .to_owned()
-        };
-        // The select list in the columns' order: the row's values, the contact's address where
-        // `recipient` goes.
-        let mut source = of_contact();
-        source
-            .exprs([
-                Expr::val(row.id),
-                Expr::val(row.event_id),
-                Expr::val(row.user_id),
-                Expr::val(row.kind.clone()),
-                Expr::val(row.title.clone()),
-                Expr::val(row.message.clone()),
-                Expr::val(row.status.clone()),
-                Expr::val(row.channel.clone()),
-            ])
-            .column((contact::Entity, contact::Column::Email))
-            .exprs([
-                Expr::val(row.attempts),
-                Expr::val(row.locked_until),
-                Expr::val(row.event_time),
-                Expr::val(row.created_at),
-            ]);
-        let name = of_contact()
-            .column((contact::Entity, contact::Column::Name))
-            .to_owned();
-        let insert = Query::insert()
-            .into_table(notification::Entity)
-            .columns([
-                Column::Id,
-                Column::EventId,
-                Column::UserId,
-                Column::Kind,
-                Column::Title,
-                Column::Message,
-                Column::Status,
-                Column::Channel,
-                Column::Recipient,
-                Column::Attempts,
-                Column::LockedUntil,
-                Column::EventTime,
-                Column::CreatedAt,
-            ])
-            .select_from(source)
-            .map_err(|e| DbErr::Custom(e.to_string()))?
-            .on_conflict(OnConflict::column(Column::EventId).do_nothing().to_owned())
-            .returning(Query::returning().exprs([
-                Expr::col(Column::Recipient),
-                SubQueryStatement::from(name).into(),
-            ]))
-            .to_owned();
-        let Some(returned) = self.db.query_one(&insert).await? else {
-            return Ok(None);
-        };
-        Ok(Some((
-            returned.try_get_by_index(0)?,
-            returned.try_get_by_index(1)?,
-        )))
     }
 
     /// The event's row, when nothing is left to do for it.

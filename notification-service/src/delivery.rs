@@ -192,8 +192,9 @@ impl Delivery {
 }
 
 /// Records the rows sent (and their claims released) in one statement.
-async fn mark_sent(db: DatabaseConnection, ids: Vec<Uuid>) -> Result<(), DbErr> {
+async fn mark_sent(db: DatabaseConnection, ids: Vec<Uuid>) -> Result<Vec<()>, DbErr> {
     use notification::Column;
+    let count = ids.len();
     notification::Entity::update_many()
         .col_expr(Column::Status, Expr::value(Status::Sent.as_str()))
         .col_expr(Column::SentAt, Expr::value(Some(Utc::now())))
@@ -206,7 +207,7 @@ async fn mark_sent(db: DatabaseConnection, ids: Vec<Uuid>) -> Result<(), DbErr> 
         .filter(Column::Id.is_in(ids))
         .exec(&db)
         .await?;
-    Ok(())
+    Ok(vec![(); count])
 }
 
 /// `now + lease`, or the latest representable instant for a lease too long to add (a huge SMTP

@@ -3,10 +3,12 @@
 //! and serves the notification API of the original Gin service.
 //!
 //! `startup` wires everything; `consumer` holds the JetStream consumer and event handling;
+//! `claims` inserts an order mail's row addressed and claimed (grouped on PostgreSQL);
 //! `delivery` sends one notification and records the outcome; `grouped` writes the same
 //! statement of concurrent handlers as one (group commit); `mail` the templates and the
 //! lettre transport; `routes` the HTTP handlers; `entity`/`migration` the tables.
 
+pub mod claims;
 pub mod consumer;
 pub mod delivery;
 pub mod domain;

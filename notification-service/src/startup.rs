@@ -14,6 +14,7 @@ use service_kit::http::{Envelope, Ops, ReadinessChecks};
 use service_kit::metrics::{HttpMetrics, Registry};
 use utoipa::OpenApi;
 
+use crate::claims::Claims;
 use crate::consumer::{EventConsumer, EventHandler};
 use crate::delivery::Delivery;
 use crate::mail::Mailer;
@@ -45,6 +46,7 @@ pub async fn event_handler(
         Duration::from_secs(settings.smtp.timeout_seconds + 5).max(settings.consumer.ack_wait());
     Ok(EventHandler {
         db: db.clone(),
+        claims: Claims::new(db.clone()),
         delivery: Delivery::new(db, Arc::new(mailer), metrics.clone(), lease),
         metrics,
         settings: settings.consumer.clone(),

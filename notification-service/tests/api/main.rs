@@ -8,6 +8,7 @@ mod helpers;
 use service_kit::on_both_backends;
 
 mod audit;
+mod claims;
 mod events;
 mod notifications;
 mod ops;
