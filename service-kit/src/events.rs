@@ -164,7 +164,7 @@ pub mod migration {
             manager
                 .create_index(
                     Index::create()
-                        .name("idx_outbox_pending")
+                        .name(PENDING_INDEX)
                         .table(Outbox::Table)
                         .col(Outbox::PublishedAt)
                         .col(Outbox::Id)
@@ -179,6 +179,83 @@ pub mod migration {
                 .await
         }
     }
+
+    /// Splits `idx_outbox_pending` (`published_at, id`) in two partial indexes: the pending rows
+    /// in id order, for the relay, and the published ones by time, for pruning. On PostgreSQL
+    /// marking a row published left its entry in `idx_outbox_pending` (`published_at` NULL)
+    /// until a vacuum, and the relay's `published_at IS NULL ORDER BY id` read every such entry
+    /// and its row again, then sorted, at every batch: in a 15 s benchmark of 1,800 orders a
+    /// second, 13.7 ms a batch, the database's largest cost. The pending index is read in
+    /// order, and a plain index scan marks the entries of rows gone dead as it passes them, so
+    /// the next batch skips them.
+    pub struct PartialIndexes;
+
+    impl MigrationName for PartialIndexes {
+        fn name(&self) -> &str {
+            "m20261124_000000_outbox_partial_indexes"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for PartialIndexes {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(UNPUBLISHED_INDEX)
+                        .table(Outbox::Table)
+                        .if_not_exists()
+                        .col(Outbox::Id)
+                        .and_where(Expr::col(Outbox::PublishedAt).is_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name(PUBLISHED_INDEX)
+                        .table(Outbox::Table)
+                        .if_not_exists()
+                        .col(Outbox::PublishedAt)
+                        .and_where(Expr::col(Outbox::PublishedAt).is_not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .drop_index(
+                    Index::drop()
+                        .name(PENDING_INDEX)
+                        .table(Outbox::Table)
+                        .if_exists()
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(PENDING_INDEX)
+                        .table(Outbox::Table)
+                        .if_not_exists()
+                        .col(Outbox::PublishedAt)
+                        .col(Outbox::Id)
+                        .to_owned(),
+                )
+                .await?;
+            for name in [UNPUBLISHED_INDEX, PUBLISHED_INDEX] {
+                manager
+                    .drop_index(Index::drop().name(name).table(Outbox::Table).to_owned())
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+
+    const PENDING_INDEX: &str = "idx_outbox_pending";
+    const PUBLISHED_INDEX: &str = "idx_outbox_published";
+    pub(crate) const UNPUBLISHED_INDEX: &str = "idx_outbox_unpublished";
 }
 
 /// Writes `data` as a pending event inside the caller's transaction; returns the event id.
@@ -325,7 +402,7 @@ pub async fn prune_published(
     let mut deleted = 0;
     loop {
         // `published_at < cutoff` skips the pending rows (NULL) and is a range of
-        // `idx_outbox_pending`.
+        // `idx_outbox_published`.
         let oldest = Query::select()
             .column(outbox::Column::Id)
             .from(outbox::Entity)
@@ -459,14 +536,7 @@ impl OutboxRelay {
         js: &async_nats::jetstream::Context,
         lock: bool,
     ) -> anyhow::Result<usize> {
-        let mut query = outbox::Entity::find()
-            .filter(outbox::Column::PublishedAt.is_null())
-            .order_by_asc(outbox::Column::Id)
-            .limit(BATCH);
-        if lock {
-            query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let rows = query.all(conn).await?;
+        let rows = pending(lock).all(conn).await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -516,6 +586,19 @@ impl OutboxRelay {
     }
 }
 
+/// The oldest pending rows, one batch; `lock`ed (PostgreSQL) skipping those another relay holds.
+fn pending(lock: bool) -> sea_orm::Select<outbox::Entity> {
+    let query = outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .order_by_asc(outbox::Column::Id)
+        .limit(BATCH);
+    if lock {
+        query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+    } else {
+        query
+    }
+}
+
 async fn prune_every_minute(
     db: DatabaseConnection,
     retention_seconds: u64,
@@ -555,10 +638,15 @@ mod tests {
             .await
             .expect("database")
             .write;
+        let schema = SchemaManager::new(&db);
         migration::CreateOutbox
-            .up(&SchemaManager::new(&db))
+            .up(&schema)
             .await
             .expect("outbox table");
+        migration::PartialIndexes
+            .up(&schema)
+            .await
+            .expect("outbox indexes");
         db
     }
 
@@ -601,5 +689,61 @@ mod tests {
         assert_eq!(prune_published(&db, cutoff, 2).await.expect("prune"), 0);
     }
 
-    crate::on_both_backends!(pruning_deletes_only_what_was_published_before_the_cutoff);
+    /// The relay's batch query reads pending rows through `idx_outbox_unpublished`, in its
+    /// order (no sort), however many published rows the table holds.
+    async fn the_relay_reads_pending_rows_through_their_own_index(backend: Backend) {
+        let db = outbox_table(backend).await;
+        for n in 1..=2_000 {
+            row(&db, n, None).await;
+        }
+        outbox::Entity::update_many()
+            .col_expr(
+                outbox::Column::PublishedAt,
+                sea_orm::sea_query::Expr::value(Utc::now()),
+            )
+            .filter(outbox::Column::Id.lte(Uuid::from_u128(1_990)))
+            .exec(&db)
+            .await
+            .expect("publish");
+        let (explain, plan_column) = match backend {
+            Backend::Postgres => ("EXPLAIN (FORMAT JSON) ", 0),
+            Backend::Sqlite => ("EXPLAIN QUERY PLAN ", 3),
+        };
+        db.execute_unprepared("ANALYZE").await.expect("analyze");
+        let query = sea_orm::QueryTrait::build(
+            &pending(backend == Backend::Postgres),
+            db.get_database_backend(),
+        );
+        let plan: Vec<String> = db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                db.get_database_backend(),
+                format!("{explain}{}", query.sql),
+                query.values.map(|v| v.0).unwrap_or_default(),
+            ))
+            .await
+            .expect("plan")
+            .iter()
+            .map(|row| match backend {
+                Backend::Postgres => row
+                    .try_get_by_index::<serde_json::Value>(plan_column)
+                    .expect("plan")
+                    .to_string(),
+                Backend::Sqlite => row.try_get_by_index(plan_column).expect("plan"),
+            })
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains(migration::UNPUBLISHED_INDEX), "{plan}");
+        assert!(
+            !plan.contains("Sort") && !plan.contains("TEMP B-TREE"),
+            "{plan}"
+        );
+        let rows = pending(false).all(&db).await.expect("pending");
+        assert_eq!(rows.first().map(|r| r.id.as_u128()), Some(1_991));
+        assert_eq!(rows.len(), 10);
+    }
+
+    crate::on_both_backends!(
+        pruning_deletes_only_what_was_published_before_the_cutoff,
+        the_relay_reads_pending_rows_through_their_own_index,
+    );
 }

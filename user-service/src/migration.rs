@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
             Box::new(service_kit::events::migration::CreateOutbox),
             Box::new(CreateUsers),
             Box::new(service_kit::audit::migration::CreateAuditLog),
+            Box::new(service_kit::events::migration::PartialIndexes),
         ]
     }
 }
