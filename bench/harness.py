@@ -362,10 +362,12 @@ class Run:
         self.sink_log = self.work / "smtp-sink.log"
         self.db_urls: dict[str, str] = {}
         self.seed: dict = {}
+        self.pg_port: int | None = None
 
     # -- infrastructure ------------------------------------------------------------------
 
     def start_infrastructure(self, pg_port: int | None):
+        self.pg_port = pg_port
         if pg_port:
             self.infra_pids["database"] = next(p.pid for name, p in self.procs.procs if name == "postgres")
         nats_dir = self.work / "nats"
@@ -388,9 +390,7 @@ class Run:
                 self.db_urls[service] = f"sqlite://{self.work / (service + '.db')}?mode=rwc"
             else:
                 db = "bench_" + service.split("-")[0]
-                subprocess.run([str(Path(PG_BINDIR) / "psql"), "-q", "-h", "127.0.0.1", "-p", str(pg_port),
-                                "-U", "postgres", "-d", "postgres", "-c", f"CREATE DATABASE {db}"],
-                               check=True, capture_output=True)
+                self.psql(f"CREATE DATABASE {db}")
                 self.db_urls[service] = f"postgres://postgres@127.0.0.1:{pg_port}/{db}"
 
     def service_env(self, service: str) -> dict:
@@ -528,6 +528,33 @@ class Run:
         path.write_text("".join("\t".join(map(str, r)) + "\n" for r in rows))
         return path
 
+    def psql(self, sql: str) -> str:
+        return subprocess.run([str(Path(PG_BINDIR) / "psql"), "-h", "127.0.0.1", "-p", str(self.pg_port),
+                               "-U", "postgres", "-d", "postgres", "-c", sql],
+                              check=True, capture_output=True, text=True).stdout
+
+    @contextlib.contextmanager
+    def statements(self, key: str):
+        """With `key` in BENCH_PROFILE on PostgreSQL: what PostgreSQL ran while the block ran
+        (pg_stat_statements: calls, rows, execution time per statement, most time first), into
+        statements-postgres-<key>.txt."""
+        if key not in PROFILE or self.pg_port is None:
+            yield
+            return
+        self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        self.psql("SELECT pg_stat_statements_reset()")
+        try:
+            yield
+        finally:
+            report = self.psql(
+                "SELECT d.datname AS database, s.calls, s.rows,"
+                " round(s.total_exec_time::numeric, 1) AS exec_ms,"
+                " round((s.total_exec_time / s.calls)::numeric, 3) AS ms_per_call,"
+                " left(regexp_replace(s.query, '\\s+', ' ', 'g'), 160) AS statement"
+                " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+                " ORDER BY s.total_exec_time DESC LIMIT 40")
+            (RESULTS / f"statements-{self.backend}-{key}.txt").write_text(report)
+
     @contextlib.contextmanager
     def profiled(self, key: str, service: str):
         """With `key` in BENCH_PROFILE: `perf record` the service and the whole machine while the
@@ -582,7 +609,8 @@ class Run:
                 wrk(url, script, max(WARMUP_S, seconds) if note == "argon2" else WARMUP_S, env)
             pid = self.ceiling_pid if service == "ceiling" else self.service_procs[service].pid
             accounted = {"service": pid, **{k: v for k, v in self.infra_pids.items() if k == "database"}}
-            with self.profiled(key, PROFILE_SERVICE or service), cpu_used(accounted) as cpu:
+            with self.statements(key), self.profiled(key, PROFILE_SERVICE or service), \
+                    cpu_used(accounted) as cpu:
                 runs = [wrk(url, script, seconds, env) for _ in range(RUNS)]
         finally:
             self.sampler.phase = None
@@ -633,7 +661,7 @@ class Run:
         try:
             services = {s: self.service_procs[s].pid for s in ("order-service", "notification-service")}
             # Until the last mail, so the consumer's catching up counts too.
-            with cpu_used({**services, **self.infra_pids}) as cpu:
+            with self.statements(key), cpu_used({**services, **self.infra_pids}) as cpu:
                 with self.profiled(key, PROFILE_SERVICE or "order-service"):
                     run = wrk(url, "create_order.lua", PIPELINE_S, env)
                 created = {}
@@ -847,7 +875,9 @@ def start_postgres(procs: Processes, work: Path) -> int:
     port = free_port()
     proc = procs.start("postgres", [str(bindir / "postgres"), "-D", str(data), "-p", str(port),
                                     "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock}",
-                                    "-c", "max_connections=200"],
+                                    "-c", "max_connections=200",
+                                    # BENCH_PROFILE also reports PostgreSQL's statements.
+                                    *(["-c", "shared_preload_libraries=pg_stat_statements"] if PROFILE else [])],
                        log_file=RESULTS / "logs" / "postgres.log", **kwargs)
     wait_port(port, 30, "postgres", proc)
     for _ in range(100):
