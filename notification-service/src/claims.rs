@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query, SubQueryStatement};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde_json::{Value, json};

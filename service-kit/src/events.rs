@@ -740,6 +740,25 @@ mod tests {
         let rows = pending(false).all(&db).await.expect("pending");
         assert_eq!(rows.first().map(|r| r.id.as_u128()), Some(1_991));
         assert_eq!(rows.len(), 10);
+        // And the migration can be undone and done again.
+        let schema = SchemaManager::new(&db);
+        migration::PartialIndexes.down(&schema).await.expect("down");
+        assert!(
+            !schema
+                .has_index("outbox", migration::UNPUBLISHED_INDEX)
+                .await
+                .expect("index")
+        );
+        migration::PartialIndexes
+            .up(&schema)
+            .await
+            .expect("up again");
+        assert!(
+            schema
+                .has_index("outbox", migration::UNPUBLISHED_INDEX)
+                .await
+                .expect("index")
+        );
     }
 
     crate::on_both_backends!(
