@@ -161,16 +161,7 @@ pub mod migration {
                         .to_owned(),
                 )
                 .await?;
-            manager
-                .create_index(
-                    Index::create()
-                        .name(PENDING_INDEX)
-                        .table(Outbox::Table)
-                        .col(Outbox::PublishedAt)
-                        .col(Outbox::Id)
-                        .to_owned(),
-                )
-                .await
+            manager.create_index(pending_index()).await
         }
 
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -178,6 +169,18 @@ pub mod migration {
                 .drop_table(Table::drop().table(Outbox::Table).to_owned())
                 .await
         }
+    }
+
+    /// `idx_outbox_pending` (`published_at, id`), as [`CreateOutbox`] made it; replaced by
+    /// [`PartialIndexes`].
+    fn pending_index() -> IndexCreateStatement {
+        Index::create()
+            .name(PENDING_INDEX)
+            .table(Outbox::Table)
+            .if_not_exists()
+            .col(Outbox::PublishedAt)
+            .col(Outbox::Id)
+            .to_owned()
     }
 
     /// Splits `idx_outbox_pending` (`published_at, id`) in two partial indexes: the pending rows
@@ -199,51 +202,34 @@ pub mod migration {
     #[async_trait::async_trait]
     impl MigrationTrait for PartialIndexes {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            manager
-                .create_index(
-                    Index::create()
-                        .name(UNPUBLISHED_INDEX)
-                        .table(Outbox::Table)
-                        .if_not_exists()
-                        .col(Outbox::Id)
-                        .and_where(Expr::col(Outbox::PublishedAt).is_null())
-                        .to_owned(),
-                )
-                .await?;
-            manager
-                .create_index(
-                    Index::create()
-                        .name(PUBLISHED_INDEX)
-                        .table(Outbox::Table)
-                        .if_not_exists()
-                        .col(Outbox::PublishedAt)
-                        .and_where(Expr::col(Outbox::PublishedAt).is_not_null())
-                        .to_owned(),
-                )
-                .await?;
-            manager
-                .drop_index(
-                    Index::drop()
-                        .name(PENDING_INDEX)
-                        .table(Outbox::Table)
-                        .if_exists()
-                        .to_owned(),
-                )
-                .await
+            let published = || Expr::col(Outbox::PublishedAt);
+            for (name, column, only) in [
+                (UNPUBLISHED_INDEX, Outbox::Id, published().is_null()),
+                (
+                    PUBLISHED_INDEX,
+                    Outbox::PublishedAt,
+                    published().is_not_null(),
+                ),
+            ] {
+                let index = Index::create()
+                    .name(name)
+                    .table(Outbox::Table)
+                    .if_not_exists()
+                    .col(column)
+                    .and_where(only)
+                    .to_owned();
+                manager.create_index(index).await?;
+            }
+            let old = Index::drop()
+                .name(PENDING_INDEX)
+                .table(Outbox::Table)
+                .if_exists()
+                .to_owned();
+            manager.drop_index(old).await
         }
 
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            manager
-                .create_index(
-                    Index::create()
-                        .name(PENDING_INDEX)
-                        .table(Outbox::Table)
-                        .if_not_exists()
-                        .col(Outbox::PublishedAt)
-                        .col(Outbox::Id)
-                        .to_owned(),
-                )
-                .await?;
+            manager.create_index(pending_index()).await?;
             for name in [UNPUBLISHED_INDEX, PUBLISHED_INDEX] {
                 manager
                     .drop_index(Index::drop().name(name).table(Outbox::Table).to_owned())
