@@ -455,6 +455,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mail_left_unanswered_fails_after_the_timeout_and_is_not_kept() {
+        let sink = SmtpSink::start().await;
+        let client = SmtpClient::new(&sink.url(), Duration::from_millis(300), 1).unwrap();
+        send(&client, 1).await.unwrap();
+        sink.hold_from(1);
+        let outcome = send(&client, 2).await;
+        assert!(matches!(outcome, Err(SmtpError::Timeout(_))), "{outcome:?}");
+        // The client gave up and closed its connection: the relay drops the mail unanswered.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sink.held() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the held mail outlived its client"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sink.release();
+        send(&client, 3).await.unwrap();
+        let subjects: Vec<_> = sink.mails().iter().filter_map(|m| m.subject()).collect();
+        assert_eq!(subjects, ["mail 1", "mail 3"]);
+    }
+
+    #[tokio::test]
+    async fn a_held_mail_is_accepted_once_released() {
+        let sink = SmtpSink::start().await;
+        let client = SmtpClient::new(&sink.url(), Duration::from_secs(5), 1).unwrap();
+        sink.hold_from(0);
+        let sending = tokio::spawn(async move { send(&client, 1).await });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sink.held() == 0 {
+            assert!(Instant::now() < deadline, "the mail was not held");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(sink.mails().is_empty());
+        sink.release();
+        sending.await.unwrap().unwrap();
+        assert_eq!(sink.mails().len(), 1);
+        assert_eq!(sink.held(), 0);
+    }
+
+    #[tokio::test]
     async fn smtps_speaks_tls_from_the_first_byte() {
         // The sink speaks plain SMTP: a TLS client must fail its handshake, not send in clear.
         let sink = SmtpSink::start().await;

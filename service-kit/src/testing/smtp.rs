@@ -1,7 +1,8 @@
 //! An SMTP server for tests: speaks enough of RFC 5321 for lettre (EHLO/HELO, AUTH PLAIN, MAIL,
 //! RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT), keeps every mail it accepts, counts the
 //! connections it was given, and can be stopped and started again on the same port to play a
-//! relay that goes away and comes back.
+//! relay that goes away and comes back. It can also hold mails past a count unanswered (see
+//! [`SmtpSink::hold_from`]), to keep a client's sends in flight for as long as a test needs.
 //!
 //! ```ignore
 //! let sink = SmtpSink::start().await;
@@ -18,7 +19,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// One mail as the sink received it.
@@ -149,20 +152,33 @@ pub struct SmtpSink {
 }
 
 /// What the sink's sessions record.
-#[derive(Default)]
 struct Seen {
     mails: Mutex<Vec<ReceivedMail>>,
     /// The user names of successful `AUTH PLAIN`s.
     logins: Mutex<Vec<String>>,
     connections: AtomicUsize,
+    /// Mails past this count get no answer until it is lifted (`None`).
+    hold_from: watch::Sender<Option<usize>>,
+    /// Sessions waiting for an answer to their mail.
+    held: AtomicUsize,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            mails: Mutex::default(),
+            logins: Mutex::default(),
+            connections: AtomicUsize::default(),
+            hold_from: watch::Sender::new(None),
+            held: AtomicUsize::default(),
+        }
+    }
 }
 
 impl SmtpSink {
     /// Listens on a free loopback port.
     pub async fn start() -> Self {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let addr = probe.local_addr().expect("bound address");
-        drop(probe);
+        let addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
         let sink = Self {
             addr,
             seen: Arc::default(),
@@ -211,6 +227,24 @@ impl SmtpSink {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// From now on the sink keeps every mail past the first `count` unanswered: it reads the
+    /// mail, then neither accepts it nor replies until [`Self::release`]. A client that gives up
+    /// or dies meanwhile leaves nothing behind, as with a relay that never said 250.
+    pub fn hold_from(&self, count: usize) {
+        self.seen.hold_from.send_replace(Some(count));
+    }
+
+    /// Answers the held mails whose clients are still there (250, and they are kept) and holds
+    /// no more.
+    pub fn release(&self) {
+        self.seen.hold_from.send_replace(None);
+    }
+
+    /// How many mails wait for an answer.
+    pub fn held(&self) -> usize {
+        self.seen.held.load(Ordering::SeqCst)
     }
 
     /// Closes the port and every open connection: clients get "connection refused".
@@ -331,11 +365,14 @@ async fn session(stream: TcpStream, seen: Arc<Seen>) -> std::io::Result<()> {
                     }
                     data.push_str(line.strip_prefix('.').unwrap_or(&line));
                 }
-                seen.mails.lock().unwrap().push(ReceivedMail {
+                let mail = ReceivedMail {
                     from: std::mem::take(&mut from),
                     to: std::mem::take(&mut to),
                     data,
-                });
+                };
+                if !accept(&seen, mail, &mut lines).await {
+                    return Ok(());
+                }
                 b"250 OK queued\r\n"
             }
             "QUIT" => {
@@ -345,6 +382,46 @@ async fn session(stream: TcpStream, seen: Arc<Seen>) -> std::io::Result<()> {
             _ => b"502 Command not implemented\r\n",
         };
         write.write_all(reply).await?;
+    }
+}
+
+/// Keeps `mail`, or, while the sink holds mails past its count, waits to be released first.
+/// False when the client went away while held: the mail is dropped unanswered.
+async fn accept(seen: &Seen, mail: ReceivedMail, client: &mut BufReader<OwnedReadHalf>) -> bool {
+    let mut hold = seen.hold_from.subscribe();
+    {
+        let mut mails = seen.mails.lock().unwrap();
+        if hold.borrow().is_none_or(|count| mails.len() < count) {
+            mails.push(mail);
+            return true;
+        }
+    }
+    let _waiting = Held::count(&seen.held);
+    // The client sends nothing until it has an answer; a read ending means it is gone.
+    let mut ignored = String::new();
+    let released = tokio::select! {
+        released = hold.wait_for(Option::is_none) => released.is_ok(),
+        _ = client.read_line(&mut ignored) => false,
+    };
+    if released {
+        seen.mails.lock().unwrap().push(mail);
+    }
+    released
+}
+
+/// Counts a held session for as long as it lives (also when the sink stops and drops it).
+struct Held<'a>(&'a AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn count(held: &'a AtomicUsize) -> Self {
+        held.fetch_add(1, Ordering::SeqCst);
+        Self(held)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
