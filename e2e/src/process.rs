@@ -20,13 +20,7 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("address")
-        .port()
-}
+pub use service_kit::testing::free_port;
 
 pub struct ServiceProcess {
     pub name: &'static str,
@@ -60,7 +54,7 @@ impl ServiceProcess {
     pub async fn start(name: &'static str, port: u16, env: &[(String, String)]) -> Self {
         let log = service_kit::testing::scratch_dir("e2e-logs").join(format!("{name}.log"));
         let child = spawn(name, &log, env);
-        let process = Self {
+        let mut process = Self {
             name,
             port,
             log,
@@ -118,16 +112,24 @@ impl ServiceProcess {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    async fn wait_ready(&self, timeout: Duration) {
+    /// Until `/ready` answers 200 naming this service, and the process is still running (a
+    /// process that could not listen exits: whatever answered was something else).
+    async fn wait_ready(&mut self, timeout: Duration) {
         let client = reqwest::Client::new();
         let started = Instant::now();
         loop {
+            if let Some(status) = self.child.try_wait().expect("process status") {
+                panic!("{} exited ({status}):\n{}", self.name, self.log_tail());
+            }
             if let Ok(response) = client
                 .get(self.url("/ready"))
                 .timeout(Duration::from_secs(1))
                 .send()
                 .await
                 && response.status().is_success()
+                && let Ok(body) = response.json::<serde_json::Value>().await
+                && body["service"] == self.name
+                && self.child.try_wait().expect("process status").is_none()
             {
                 return;
             }
@@ -166,5 +168,14 @@ impl Drop for ServiceProcess {
         // SIGKILL ends a suspended child too; `Child::kill` does not signal one already reaped.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test says what its services last said (the log folder outlives the run).
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} ({}), last lines:\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail()
+            );
+        }
     }
 }

@@ -6,8 +6,9 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `TEST_NATS_URL` (default
 //! `nats://127.0.0.1:4222`). `make test` starts them when they are not running.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
@@ -32,6 +33,23 @@ pub fn postgres_admin_url() -> String {
 
 pub fn nats_url() -> String {
     std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A loopback port free right now that no earlier call in this process handed out, for a
+/// server started later (a service process, a NATS server). The kernel may give a port back
+/// as soon as it is closed, so without the record two servers started by tests running at once
+/// could be handed one port, and the second's `/ready` be answered by the first.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port();
+        if HANDED_OUT.lock().expect("not poisoned").insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A scratch folder under the system temp dir, unique to this call.

@@ -1,6 +1,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use service_kit::testing::free_port;
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -23,18 +24,10 @@ async fn an_order_for_an_unknown_user_is_rejected(backend: Backend) {
     );
 }
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn user_service_down_is_a_quick_503(backend: Backend) {
     let app = spawn_with(backend, |settings| {
-        settings.user_service.url = format!("http://127.0.0.1:{}", closed_port());
+        // A port nothing listens on.
+        settings.user_service.url = format!("http://127.0.0.1:{}", free_port());
     })
     .await;
     let ada = app.new_user("Ada").await;

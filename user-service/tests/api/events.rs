@@ -3,6 +3,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use service_kit::testing::free_port;
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -129,14 +130,6 @@ on_both_backends!(
     registration_publishes_a_cloud_event_with_its_trace,
     updates_and_deletions_are_events_too
 );
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct NatsServer(std::process::Child);
 
