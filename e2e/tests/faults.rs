@@ -295,18 +295,12 @@ async fn notification_service_killed_mid_burst_mails_each_event_once() {
     };
     smtp.wait_for(WELCOMES + MAILED_BEFORE_KILL, Duration::from_secs(30))
         .await;
-    eventually(Duration::from_secs(30), "a mail held in flight", || async {
-        smtp.held() > 0
-    })
-    .await;
+    smtp.wait_held(|n| n > 0, Duration::from_secs(30)).await;
     platform.notification.kill();
     let mailed_at_kill = smtp.mails().len() - WELCOMES;
     assert_eq!(mailed_at_kill, MAILED_BEFORE_KILL);
     // The killed service's connections close; what it was sending was never accepted.
-    eventually(Duration::from_secs(10), "held mails dropped", || async {
-        smtp.held() == 0
-    })
-    .await;
+    smtp.wait_held(|n| n == 0, Duration::from_secs(10)).await;
     smtp.release();
     let orders = creating.await.unwrap();
     let killed = Instant::now();

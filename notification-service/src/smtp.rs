@@ -463,14 +463,7 @@ mod tests {
         let outcome = send(&client, 2).await;
         assert!(matches!(outcome, Err(SmtpError::Timeout(_))), "{outcome:?}");
         // The client gave up and closed its connection: the relay drops the mail unanswered.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sink.held() > 0 {
-            assert!(
-                Instant::now() < deadline,
-                "the held mail outlived its client"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        sink.wait_held(|n| n == 0, Duration::from_secs(5)).await;
         sink.release();
         send(&client, 3).await.unwrap();
         let subjects: Vec<_> = sink.mails().iter().filter_map(|m| m.subject()).collect();
@@ -483,11 +476,7 @@ mod tests {
         let client = SmtpClient::new(&sink.url(), Duration::from_secs(5), 1).unwrap();
         sink.hold_from(0);
         let sending = tokio::spawn(async move { send(&client, 1).await });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sink.held() == 0 {
-            assert!(Instant::now() < deadline, "the mail was not held");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        sink.wait_held(|n| n > 0, Duration::from_secs(5)).await;
         assert!(sink.mails().is_empty());
         sink.release();
         sending.await.unwrap().unwrap();

@@ -247,6 +247,24 @@ impl SmtpSink {
         self.seen.held.load(Ordering::SeqCst)
     }
 
+    /// Waits until the number of mails waiting for an answer satisfies `wanted` (panics after
+    /// `timeout`), e.g. `|n| n > 0`: a send is in flight; `|n| n == 0`: the held clients gave
+    /// up or died.
+    pub async fn wait_held(&self, wanted: impl Fn(usize) -> bool, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let held = self.held();
+            if wanted(held) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "held mails still {held} after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Closes the port and every open connection: clients get "connection refused".
     pub fn stop(&self) {
         self.running.lock().unwrap().cancel();
