@@ -74,7 +74,7 @@ impl Application {
             service: SERVICE,
             version: env!("CARGO_PKG_VERSION"),
             started,
-            db: db.read.clone(),
+            db: db.read.pool().clone(),
             nats: nats.clone(),
             registry: Arc::new(registry),
             openapi: Arc::new(ApiDoc::openapi().to_json()?),
