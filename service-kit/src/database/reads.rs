@@ -536,6 +536,34 @@ mod tests {
         a_stream_of_reads_leaves_the_pool_to_others,
     );
 
+    /// A kept connection whose server session ended (a restart, an operator, a failover)
+    /// fails its next read once, answered 503 like any pooled connection's; it is not kept,
+    /// and the read after it gets a working connection.
+    #[tokio::test]
+    async fn postgres_a_kept_connection_whose_session_ended_fails_once() {
+        let reads = reads(Backend::Postgres, 2).await;
+        read(&reads, 1).await.expect("read");
+        assert_eq!(reads.kept(), 1);
+        let ended = reads
+            .pool()
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            ))
+            .await
+            .expect("terminate")
+            .expect("a row")
+            .try_get::<i64>("", "n")
+            .expect("n");
+        assert!(ended >= 1, "the kept connection's session was ended");
+        let error = read(&reads, 2).await.expect_err("its session is gone");
+        let answered = crate::http::ApiError::<crate::http::Envelope>::from(error);
+        assert_eq!(answered.status, 503, "{}", answered.message);
+        assert_eq!(reads.kept(), 0);
+        assert_eq!(read(&reads, 3).await.expect("the next read works"), 3);
+    }
+
     /// A read whose future is dropped mid-query (a client that went away) leaves its
     /// connection with the query still running on it: that connection must not be handed to
     /// the next read, which would get the abandoned query's result, or wait behind it.
