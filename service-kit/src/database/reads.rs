@@ -56,7 +56,7 @@ impl std::fmt::Debug for Reads {
     }
 }
 
-/// Connections whose last query completed, newest last, each with when it came back.
+/// The stash in front of one backend's pool.
 enum Stash {
     Sqlite(Kept<sqlx::Sqlite>),
     Postgres(Kept<sqlx::Postgres>),
