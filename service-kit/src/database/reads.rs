@@ -166,10 +166,12 @@ impl<DB: sqlx::Database> Kept<DB> {
         let deadline = Instant::now() + self.pool.options().get_acquire_timeout();
         let mut queued: Option<Queued<'_, DB>> = None;
         let mut impatient = false;
+        // One registration for the whole wait, so that a read keeps its place in the queue
+        // across [`PATIENCE`] timeouts; renewed only once it was woken.
+        let kept = self.kept.notified();
+        tokio::pin!(kept);
+        kept.as_mut().enable();
         loop {
-            let kept = self.kept.notified();
-            tokio::pin!(kept);
-            kept.as_mut().enable();
             let (to_pool, stale) = {
                 let mut state = self.state();
                 let (connection, stale) = if queued.is_some() || state.waiting == 0 {
@@ -198,10 +200,13 @@ impl<DB: sqlx::Database> Kept<DB> {
                 break;
             }
             let patience = deadline.min(Instant::now() + PATIENCE);
-            if tokio::time::timeout_at(patience.into(), kept)
+            if tokio::time::timeout_at(patience.into(), kept.as_mut())
                 .await
-                .is_err()
+                .is_ok()
             {
+                kept.set(self.kept.notified());
+                kept.as_mut().enable();
+            } else {
                 if Instant::now() >= deadline {
                     return Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout));
                 }
