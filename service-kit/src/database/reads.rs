@@ -71,7 +71,6 @@ struct Kept<DB: sqlx::Database> {
 }
 
 struct State<DB: sqlx::Database> {
-    /// At hand, newest last, each with when it came back.
     idle: Idle<DB>,
     /// Connections that circulate between the stash and reads: the idle ones and those out
     /// for a query. At most `capacity`; the pool's other connections go back to it after each
@@ -270,10 +269,11 @@ impl<DB: sqlx::Database> Kept<DB> {
     }
 }
 
-/// The newest kept connection, if fresh. The newest stale means all are: they are returned,
-/// for the caller to drop (back to the pool, which pings them) once the stash is unlocked.
+/// Connections at hand, newest last, each with when it came back.
 type Idle<DB> = Vec<(PoolConnection<DB>, Instant)>;
 
+/// The newest kept connection, if fresh. The newest stale means all are: they are returned,
+/// for the caller to drop (back to the pool, which pings them) once the stash is unlocked.
 fn take<DB: sqlx::Database>(state: &mut State<DB>) -> (Option<PoolConnection<DB>>, Idle<DB>) {
     match state.idle.pop() {
         Some((connection, since)) if since.elapsed() < FRESH_FOR => (Some(connection), Vec::new()),
