@@ -16,8 +16,8 @@
 //!   between the stash and reads (half the pool on PostgreSQL, where writes share it; all
 //!   but one reader on SQLite, where every read comes here), and the others go back to the
 //!   pool after each query as before;
-//! - leave a read queueing for the pool while a connection is kept: a read waiting for the pool
-//!   takes the next connection kept, whichever comes first;
+//! - serve reads out of turn: a read that finds no connection kept waits for the next one in
+//!   arrival order, and after [`PATIENCE`] takes one idle in the pool;
 //! - hand out a connection that has sat idle long enough for the server or a proxy to have
 //!   dropped it: a connection kept longer than [`FRESH_FOR`] goes back to the pool instead
 //!   (whose own test then pings it before use, see `test_before_acquire_if_idle_for`), and a
@@ -336,12 +336,9 @@ fn acquire_error(error: sqlx::Error) -> DbErr {
     }
 }
 
-fn query(statement: &Statement) -> (sqlx::AssertSqlSafe<&str>, SqlxValues) {
-    let values = statement.values.clone().unwrap_or(Values(Vec::new()));
-    (
-        sqlx::AssertSqlSafe(statement.sql.as_str()),
-        SqlxValues(values),
-    )
+fn query(statement: Statement) -> (sqlx::AssertSqlSafe<String>, SqlxValues) {
+    let values = statement.values.unwrap_or(Values(Vec::new()));
+    (sqlx::AssertSqlSafe(statement.sql), SqlxValues(values))
 }
 
 /// One backend's reads through its stash.
@@ -359,7 +356,7 @@ macro_rules! read {
     };
     ($kept:expr, $statement:expr, $fetch:ident, $into:expr) => {{
         let mut checkout = $kept.checkout().await?;
-        let (sql, values) = query(&$statement);
+        let (sql, values) = query($statement);
         let rows = sqlx::query_with(sql, values)
             .$fetch(checkout.connection())
             .await
@@ -412,7 +409,7 @@ mod tests {
     use crate::database::connect;
     use crate::testing::{Backend, fresh_database};
 
-    /// Reads on a fresh database whose pool has `pool` connections (so `pool / 2` at hand).
+    /// Reads on a fresh database whose pool has `pool` connections.
     async fn reads(backend: Backend, pool: u32) -> Reads {
         let mut settings = fresh_database(backend).await;
         settings.max_connections = pool;
