@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Select,
 };
-use service_kit::database::{FindById, Inserts};
+use service_kit::database::{FindById, Inserts, Reads};
 use service_kit::events::{self, OrderCreated, OrderItem, OrderStatusChanged};
 use service_kit::settings::NatsSettings;
 use uuid::Uuid;
@@ -69,9 +69,13 @@ pub async fn list(
     Ok((with_items(db, rows).await?, total))
 }
 
-pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Order>, sea_orm::DbErr> {
+pub async fn find(db: &Reads, id: Uuid) -> Result<Option<Order>, sea_orm::DbErr> {
     static BY_ID: FindById<order::Entity> = FindById::new();
-    with_items_of(db, BY_ID.one(db, id).await?).await
+    let Some(row) = BY_ID.read(db, id).await? else {
+        return Ok(None);
+    };
+    let items = db.all(items_of([row.id])).await?;
+    Ok(Some(Order { row, items }))
 }
 
 /// Like [`find`], locking the row for the rest of the transaction (PostgreSQL).
@@ -107,13 +111,7 @@ async fn with_items(
         return Ok(Vec::new());
     }
     let mut items: HashMap<Uuid, Vec<order_item::Model>> = HashMap::new();
-    for item in order_item::Entity::find()
-        .filter(order_item::Column::OrderId.is_in(rows.iter().map(|row| row.id)))
-        .order_by_asc(order_item::Column::OrderId)
-        .order_by_asc(order_item::Column::Position)
-        .all(db)
-        .await?
-    {
+    for item in items_of(rows.iter().map(|row| row.id)).all(db).await? {
         items.entry(item.order_id).or_default().push(item);
     }
     Ok(rows
@@ -123,6 +121,14 @@ async fn with_items(
             row,
         })
         .collect())
+}
+
+/// The items of these orders, by order and position.
+fn items_of(orders: impl IntoIterator<Item = Uuid>) -> Select<order_item::Entity> {
+    order_item::Entity::find()
+        .filter(order_item::Column::OrderId.is_in(orders))
+        .order_by_asc(order_item::Column::OrderId)
+        .order_by_asc(order_item::Column::Position)
 }
 
 /// Adds a pending order with id `id`, its items and its `orders.created` event to `writes`.

@@ -3,6 +3,7 @@
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use secrecy::ExposeSecret;
 
+mod inline;
 mod reads;
 pub use reads::Reads;
 
@@ -50,19 +51,21 @@ pub async fn connect(settings: &DatabaseSettings, prefix: &str) -> anyhow::Resul
             open(settings, prefix, settings.pool_size(), None).await?,
         ));
     }
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let file = path.split('?').next().unwrap_or_default();
-        if let Some(dir) = std::path::Path::new(file)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "{prefix}__DATABASE__URL: cannot create {}: {e}",
-                    dir.display()
-                )
-            })?;
-        }
+    let file = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .and_then(|path| path.split('?').next())
+        .filter(|file| !file.is_empty());
+    if let Some(dir) = file
+        .and_then(|file| std::path::Path::new(file).parent())
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "{prefix}__DATABASE__URL: cannot create {}: {e}",
+                dir.display()
+            )
+        })?;
     }
     // One per database, shared by its connections; lives as long as the process.
     let writes: &'static WriteReleases = Box::leak(Box::default());
@@ -87,9 +90,11 @@ pub async fn connect(settings: &DatabaseSettings, prefix: &str) -> anyhow::Resul
         Some((writes, Role::Read)),
     )
     .await?;
+    // Reads of an entity's rows run on the calling thread, through connections of their own.
+    let inline = file.map(|file| inline::Inline::new(file.into(), pool_size));
     Ok(Connections {
         // Every read goes through `Reads`; one connection stays for the others (`/ready`).
-        read: Reads::new(read, pool_size.saturating_sub(1)),
+        read: Reads::new(read, pool_size.saturating_sub(1)).with_inline(inline),
         write,
     })
 }
@@ -361,27 +366,52 @@ where
     E::Model: sea_orm::FromQueryResult,
     <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: Clone + Into<sea_orm::Value>,
 {
+    /// The row with this id, read through `db` (in a transaction, say).
     pub async fn one(
         &self,
         db: &impl sea_orm::ConnectionTrait,
         id: <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType,
     ) -> Result<Option<E::Model>, sea_orm::DbErr> {
+        match self.statement(db.get_database_backend(), id.clone()) {
+            Some(statement) => E::find().from_raw_sql(statement).one(db).await,
+            None => E::find_by_id(id).one(db).await,
+        }
+    }
+
+    /// The row with this id, read through `reads` (on SQLite on the calling thread).
+    pub async fn read(
+        &self,
+        reads: &Reads,
+        id: <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType,
+    ) -> Result<Option<E::Model>, sea_orm::DbErr>
+    where
+        E::Model: Send + Sync,
+        E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
+    {
+        use sea_orm::ConnectionTrait;
+        match self.statement(reads.get_database_backend(), id.clone()) {
+            Some(statement) => Ok(reads.models::<E>(statement).await?.pop()),
+            None => E::find_by_id(id).one(reads).await,
+        }
+    }
+
+    fn statement(
+        &self,
+        backend: sea_orm::DatabaseBackend,
+        id: <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType,
+    ) -> Option<sea_orm::Statement> {
         use sea_orm::{DatabaseBackend, QueryTrait, Statement};
-        let backend = db.get_database_backend();
         let slot = match backend {
             DatabaseBackend::Sqlite => &self.sql[0],
             DatabaseBackend::Postgres => &self.sql[1],
-            _ => return E::find_by_id(id).one(db).await,
+            _ => return None,
         };
         let sql = slot.get_or_init(|| E::find_by_id(id.clone()).build(backend).sql);
-        E::find()
-            .from_raw_sql(Statement::from_sql_and_values(
-                backend,
-                sql.as_str(),
-                [id.into()],
-            ))
-            .one(db)
-            .await
+        Some(Statement::from_sql_and_values(
+            backend,
+            sql.as_str(),
+            [id.into()],
+        ))
     }
 }
 

@@ -30,9 +30,12 @@ use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::{self, pool::PoolConnection};
 use sea_orm::{
-    ConnAcquireErr, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, ExecResult,
-    QueryResult, RuntimeErr, Statement, Values,
+    ConnAcquireErr, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    ExecResult, FromQueryResult, QueryResult, QueryTrait, RuntimeErr, Select, Statement,
+    TryIntoModel, Values,
 };
+
+use super::inline::Inline;
 use sea_query_sqlx::SqlxValues;
 
 /// How long a connection may wait in the stash; after that it goes back to the pool. The same
@@ -48,6 +51,8 @@ const PATIENCE: Duration = Duration::from_millis(2);
 pub struct Reads {
     pool: DatabaseConnection,
     stash: Option<Arc<Stash>>,
+    /// On a SQLite file: reads of an entity's rows on the calling thread.
+    inline: Option<Arc<Inline>>,
 }
 
 impl std::fmt::Debug for Reads {
@@ -100,7 +105,53 @@ impl Reads {
         if let Some(stash) = &stash {
             tokio::spawn(sweep(Arc::downgrade(stash)));
         }
-        Self { pool, stash }
+        Self {
+            pool,
+            stash,
+            inline: None,
+        }
+    }
+
+    /// Runs reads of an entity's rows on the calling thread, where `inline` can.
+    pub(super) fn with_inline(self, inline: Option<Inline>) -> Self {
+        Self {
+            inline: inline.map(Arc::new),
+            ..self
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn inline(&self) -> Option<&Inline> {
+        self.inline.as_deref()
+    }
+
+    /// The models of `E` that `select` selects.
+    pub async fn all<E>(&self, select: Select<E>) -> Result<Vec<E::Model>, DbErr>
+    where
+        E: EntityTrait,
+        E::Model: FromQueryResult + Send + Sync,
+        E::ActiveModel: TryIntoModel<E::Model>,
+    {
+        self.models::<E>(select.build(self.get_database_backend()))
+            .await
+    }
+
+    /// The models of `E` that `statement` selects: on a SQLite file read on the calling
+    /// thread (see `inline.rs`), else through the stash.
+    pub async fn models<E>(&self, statement: Statement) -> Result<Vec<E::Model>, DbErr>
+    where
+        E: EntityTrait,
+        E::Model: FromQueryResult + Send + Sync,
+        E::ActiveModel: TryIntoModel<E::Model>,
+    {
+        if let Some(rows) = self
+            .inline
+            .as_deref()
+            .and_then(|inline| inline.rows::<E>(&statement))
+        {
+            return rows;
+        }
+        E::find().from_raw_sql(statement).all(self).await
     }
 
     /// The pool behind the stash, for what needs a [`DatabaseConnection`] itself.

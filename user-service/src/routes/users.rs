@@ -160,7 +160,7 @@ pub async fn get(
     static BY_ID: FindById<user::Entity> = FindById::new();
     ensure_may_act_for(&caller, *id)?;
     let found = BY_ID
-        .one(&state.db.read, *id)
+        .read(&state.db.read, *id)
         .await?
         .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(UserEnvelope {
