@@ -52,21 +52,22 @@ impl Filter {
 
 /// One page of orders, oldest first, and how many match in total.
 pub async fn list(
-    db: &impl ConnectionTrait,
+    db: &Reads,
     filter: Filter,
     offset: u64,
     limit: u64,
 ) -> Result<(Vec<Order>, u64), sea_orm::DbErr> {
     let total = filter.select().count(db).await?;
-    let rows = filter
+    let ordered = filter
         .select()
         .order_by_asc(order::Column::CreatedAt)
-        .order_by_asc(order::Column::Id)
-        .offset(offset)
-        .limit(limit)
-        .all(db)
-        .await?;
-    Ok((with_items(db, rows).await?, total))
+        .order_by_asc(order::Column::Id);
+    let rows = db.page(ordered, offset, limit).await?;
+    if rows.is_empty() {
+        return Ok((Vec::new(), total));
+    }
+    let items = db.all(items_of(rows.iter().map(|row| row.id))).await?;
+    Ok((with_items(rows, items), total))
 }
 
 pub async fn find(db: &Reads, id: Uuid) -> Result<Option<Order>, sea_orm::DbErr> {
@@ -83,44 +84,26 @@ pub async fn find_for_update(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<Order>, sea_orm::DbErr> {
-    find_row(db, order::Entity::find_by_id(id).lock_exclusive()).await
+    let query = order::Entity::find_by_id(id).lock_exclusive();
+    let Some(row) = query.one(db).await? else {
+        return Ok(None);
+    };
+    let items = items_of([row.id]).all(db).await?;
+    Ok(Some(Order { row, items }))
 }
 
-async fn find_row(
-    db: &impl ConnectionTrait,
-    query: Select<order::Entity>,
-) -> Result<Option<Order>, sea_orm::DbErr> {
-    with_items_of(db, query.one(db).await?).await
-}
-
-async fn with_items_of(
-    db: &impl ConnectionTrait,
-    row: Option<order::Model>,
-) -> Result<Option<Order>, sea_orm::DbErr> {
-    match row {
-        Some(row) => Ok(with_items(db, vec![row]).await?.pop()),
-        None => Ok(None),
-    }
-}
-
-async fn with_items(
-    db: &impl ConnectionTrait,
-    rows: Vec<order::Model>,
-) -> Result<Vec<Order>, sea_orm::DbErr> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
+/// The orders, each with its items.
+fn with_items(rows: Vec<order::Model>, of_all: Vec<order_item::Model>) -> Vec<Order> {
     let mut items: HashMap<Uuid, Vec<order_item::Model>> = HashMap::new();
-    for item in items_of(rows.iter().map(|row| row.id)).all(db).await? {
+    for item in of_all {
         items.entry(item.order_id).or_default().push(item);
     }
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|row| Order {
             items: items.remove(&row.id).unwrap_or_default(),
             row,
         })
-        .collect())
+        .collect()
 }
 
 /// The items of these orders, by order and position.

@@ -6,11 +6,12 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    QueryOrder, Select,
 };
 use serde::{Deserialize, Serialize};
 use service_kit::audit::{Audit, Audited};
 use service_kit::auth::{Caller, ensure_admin, ensure_may_act_for};
+use service_kit::database::FindById;
 use service_kit::http::{Page, TOTAL_COUNT};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -143,8 +144,9 @@ async fn find_for(
     caller: &Caller,
     id: Uuid,
 ) -> Result<notification::Model, ApiError> {
-    let found = notification::Entity::find_by_id(id)
-        .one(&state.db.read)
+    static BY_ID: FindById<notification::Entity> = FindById::new();
+    let found = BY_ID
+        .read(&state.db.read, id)
         .await?
         .ok_or_else(not_found)?;
     ensure_may_act_for(caller, found.user_id)?;
@@ -157,12 +159,13 @@ async fn page_of(
     page: Page,
 ) -> Result<HttpResponse, ApiError> {
     let total = query.clone().count(&state.db.read).await?;
-    let rows = query
+    let ordered = query
         .order_by_desc(notification::Column::CreatedAt)
-        .order_by_desc(notification::Column::Id)
-        .offset(page.offset())
-        .limit(page.limit())
-        .all(&state.db.read)
+        .order_by_desc(notification::Column::Id);
+    let rows = state
+        .db
+        .read
+        .page(ordered, page.offset(), page.limit())
         .await?;
     let data: Vec<NotificationDto> = rows.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok()

@@ -463,6 +463,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pages_run_here_unless_they_skip_many_rows() {
+        let (db, _) = database().await;
+        let idle = || {
+            db.read
+                .inline()
+                .expect("a SQLite file")
+                .idle
+                .lock()
+                .unwrap()
+                .len()
+        };
+        let ordered = || row::Entity::find().order_by_asc(row::Column::Id);
+        let deep = db
+            .read
+            .page(ordered(), crate::database::reads::INLINE_OFFSET + 1, 10);
+        assert_eq!(deep.await.expect("reads"), []);
+        assert_eq!(idle(), 0, "a deep page went to sqlx");
+        let page = db.read.page(ordered(), 1, 2).await.expect("reads");
+        assert_eq!(page, [model(2), model(3)]);
+        assert_eq!(idle(), 1, "a short page ran here");
+    }
+
+    #[tokio::test]
     async fn at_most_capacity_connections_stay_idle() {
         let (_db, inline) = database().await;
         let by_id = statement(row::Entity::find_by_id(model(2).id));

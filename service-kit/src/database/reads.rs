@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx::{self, pool::PoolConnection};
 use sea_orm::{
     ConnAcquireErr, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    ExecResult, FromQueryResult, QueryResult, QueryTrait, RuntimeErr, Select, Statement,
-    TryIntoModel, Values,
+    ExecResult, FromQueryResult, QueryResult, QuerySelect, QueryTrait, RuntimeErr, Select,
+    Statement, TryIntoModel, Values,
 };
 
 use super::inline::Inline;
@@ -45,6 +45,10 @@ pub(super) const FRESH_FOR: Duration = Duration::from_secs(1);
 /// How long a read waits for a kept connection before it takes one idle in the pool: about a
 /// query's time, so it waits only while kept connections are coming back.
 const PATIENCE: Duration = Duration::from_millis(2);
+
+/// The most rows a page read on the calling thread skips (see [`Reads::page`]): a
+/// millisecond or so.
+pub const INLINE_OFFSET: u64 = 1_000;
 
 /// Reads, through the pool and a stash of warm connections in front of it. Cheap to clone.
 #[derive(Clone)]
@@ -125,7 +129,29 @@ impl Reads {
         self.inline.as_deref()
     }
 
-    /// The models of `E` that `select` selects.
+    /// The rows `offset` to `offset + limit` of `select`: on a SQLite file read on the calling
+    /// thread while the rows it skips are few (at most [`INLINE_OFFSET`]), else through the
+    /// stash, so that a deep page does not hold up the thread.
+    pub async fn page<E>(
+        &self,
+        select: Select<E>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<E::Model>, DbErr>
+    where
+        E: EntityTrait,
+        E::Model: FromQueryResult + Send + Sync,
+        E::ActiveModel: TryIntoModel<E::Model>,
+    {
+        let page = select.offset(offset).limit(limit);
+        if offset <= INLINE_OFFSET {
+            self.all(page).await
+        } else {
+            page.all(self).await
+        }
+    }
+
+    /// The models of `E` that `select` selects: meant for a few rows (by key, a short page).
     pub async fn all<E>(&self, select: Select<E>) -> Result<Vec<E::Model>, DbErr>
     where
         E: EntityTrait,

@@ -127,12 +127,13 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     ensure_admin(&caller)?;
     let total = user::Entity::find().count(&state.db.read).await?;
-    let users = user::Entity::find()
+    let ordered = user::Entity::find()
         .order_by_asc(user::Column::CreatedAt)
-        .order_by_asc(user::Column::Id)
-        .offset(page.offset())
-        .limit(page.limit())
-        .all(&state.db.read)
+        .order_by_asc(user::Column::Id);
+    let users = state
+        .db
+        .read
+        .page(ordered, page.offset(), page.limit())
         .await?;
     let data: Vec<UserDto> = users.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok()
