@@ -23,7 +23,9 @@ use crate::settings::DatabaseSettings;
 /// readers are opened `query_only`, so a write sent to them fails on the spot rather than
 /// quietly taking the slow path. Reads keep connections at hand between queries ([`Reads`]),
 /// which saves sqlx's ping of each connection going back to its pool: all but one of the
-/// readers on SQLite, half the pool on PostgreSQL, where writes share it.
+/// readers on SQLite, half the pool on PostgreSQL, where writes share it. On a SQLite file the
+/// reads of a few rows of an entity ([`Reads::all`], [`Reads::page`], [`FindById::read`]) run
+/// on the calling thread instead, through read-only connections of their own (`inline.rs`).
 ///
 /// While a transaction on `write` is open, send every statement through the transaction: on
 /// SQLite another one on `write` would wait for the connection the transaction holds, until

@@ -48,7 +48,7 @@ const PATIENCE: Duration = Duration::from_millis(2);
 
 /// The most rows a page read on the calling thread skips (see [`Reads::page`]): a
 /// millisecond or so.
-pub const INLINE_OFFSET: u64 = 1_000;
+pub(crate) const INLINE_OFFSET: u64 = 1_000;
 
 /// Reads, through the pool and a stash of warm connections in front of it. Cheap to clone.
 #[derive(Clone)]
@@ -130,7 +130,7 @@ impl Reads {
     }
 
     /// The rows `offset` to `offset + limit` of `select`: on a SQLite file read on the calling
-    /// thread while the rows it skips are few (at most [`INLINE_OFFSET`]), else through the
+    /// thread while the rows it skips are few (at most `INLINE_OFFSET`, 1,000), else through the
     /// stash, so that a deep page does not hold up the thread.
     pub async fn page<E>(
         &self,
