@@ -9,22 +9,24 @@
 //! SQLite library, and the thread never waits for another.
 //!
 //! What it covers and what it leaves to sqlx:
-//! - a statement selecting an entity's columns ([`Inline::rows`]). Each SQL value is typed by
+//! - a statement selecting an entity's columns ([`Inline::rows`]) from a SQLite file (an
+//!   in-memory database is one per connection, so it stays on sqlx). Each SQL value is typed by
 //!   its column's type ([`value`]), in sqlx's encodings on SQLite (UUIDs as 16-byte blobs,
 //!   times as RFC 3339 text, decimals as text), and set on the entity's active model, which
 //!   converts it to the model's field as it would a value given in code;
 //! - a statement it cannot run here returns `None` and goes to sqlx as before: other columns
-//!   than exactly the entity's, a column type not listed in [`value`], a bound value not
-//!   listed in [`bind`], and the
-//!   database busy (a reader in WAL mode waits only for the recovery of a crashed writer's
-//!   WAL, or another process holding the file in exclusive mode: sqlx waits for that on its
-//!   own thread, instead of this one, which serves other requests);
+//!   than exactly the entity's, a column type not listed in [`value`], a bound value not listed
+//!   in [`bind`], and a busy database. A reader in WAL mode waits for a lock only while a
+//!   crashed writer's WAL is recovered or another process holds the file in exclusive mode;
+//!   sqlx waits for that on its own thread, where here the waiting thread would be one serving
+//!   other requests;
 //! - it blocks its thread while it runs: fine for reads of a few rows (microseconds), not for
-//!   scans, which stay on sqlx.
+//!   scans, which stay on sqlx (see `Reads::page`).
 //!
-//! The connections are read-only (`SQLITE_OPEN_READ_ONLY`), like the sqlx readers, with the
-//! same page cache size and planner settings; each statement outside a transaction reads the
-//! latest commit. At most the read pool's size are kept idle between reads.
+//! The connections are opened read-only (`SQLITE_OPEN_READ_ONLY`; the sqlx readers are
+//! `query_only`), with the sqlx connections' page cache size and planner settings; each
+//! statement outside a transaction reads the latest commit. At most the read pool's size are
+//! kept idle between reads.
 
 use std::sync::Mutex;
 
@@ -116,6 +118,7 @@ impl Inline {
     }
 }
 
+/// Why a read here failed: SQLite's error (a busy database goes to sqlx), or the model's.
 enum Failed {
     Sqlite(rusqlite::Error),
     Model(DbErr),
