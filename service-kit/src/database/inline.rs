@@ -131,7 +131,8 @@ impl From<rusqlite::Error> for Failed {
 }
 
 /// Runs `sql` and sets each row's values on a model of `E`, by the entity's column types;
-/// `Ok(None)` if the statement selects other columns than the entity's own.
+/// `Ok(None)` if the statement selects other columns than the entity's own, or one of a type
+/// [`value`] does not read.
 fn query<E>(
     connection: &mut rusqlite::Connection,
     sql: &str,
@@ -146,22 +147,21 @@ where
         statement.raw_bind_parameter(n + 1, value)?;
     }
     // The entity's column each result column is, and its type.
+    // The entity's column each result column is, and its type, if this module reads that type.
     let Some(columns) = statement
         .column_names()
         .into_iter()
         .map(|name| {
-            E::Column::iter()
-                .find(|c| c.as_str() == name)
-                .map(|c| (c, c.def().get_column_type().clone()))
+            let column = E::Column::iter().find(|c| c.as_str() == name)?;
+            let column_type = column.def().get_column_type().clone();
+            value(&column_type, ValueRef::Null).ok()?;
+            Some((column, column_type))
         })
         .collect::<Option<Vec<_>>>()
     else {
         return Ok(None);
     };
-    let covered = columns
-        .iter()
-        .all(|(_, column_type)| value(column_type, ValueRef::Null).is_ok());
-    if columns.len() != E::Column::iter().count() || !covered {
+    if columns.len() != E::Column::iter().count() {
         return Ok(None);
     }
     let mut found = Vec::new();
@@ -351,13 +351,9 @@ mod tests {
             .exec(&db.write)
             .await
             .expect("rows");
-        let url = secrecy::ExposeSecret::expose_secret(&settings.url).to_owned();
-        let path = url["sqlite://".len()..]
-            .split('?')
-            .next()
-            .unwrap()
-            .to_owned();
-        (db, Inline::new(path.into(), 2))
+        // The file `connect` found in the URL, with a capacity of 2 of its own.
+        let path = db.read.inline().expect("a SQLite file").path.clone();
+        (db, Inline::new(path, 2))
     }
 
     fn statement(select: sea_orm::Select<row::Entity>) -> Statement {
