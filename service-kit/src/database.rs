@@ -3,6 +3,7 @@
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use secrecy::ExposeSecret;
 
+mod gather;
 mod inline;
 mod reads;
 pub use reads::Reads;
@@ -341,23 +342,24 @@ pub async fn begin_write(db: &Connections) -> Result<sea_orm::DatabaseTransactio
 /// `static`: `static BY_ID: FindById<user::Entity> = FindById::new();`. Single-column keys
 /// only, as the one bound value says: a composite key's value is a tuple, which is not a
 /// `sea_orm::Value`, so such an entity does not compile here.
-pub struct FindById<E> {
+pub struct FindById<E: sea_orm::EntityTrait> {
     /// SQLite's and PostgreSQL's rendering.
     sql: [std::sync::OnceLock<String>; 2],
-    entity: std::marker::PhantomData<fn() -> E>,
+    /// On PostgreSQL, reads asked for at the same moment go as one statement (`gather.rs`).
+    gathered: gather::Gathered<E>,
 }
 
-impl<E> Default for FindById<E> {
+impl<E: sea_orm::EntityTrait> Default for FindById<E> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<E> FindById<E> {
+impl<E: sea_orm::EntityTrait> FindById<E> {
     pub const fn new() -> Self {
         Self {
             sql: [std::sync::OnceLock::new(), std::sync::OnceLock::new()],
-            entity: std::marker::PhantomData,
+            gathered: gather::Gathered::new(),
         }
     }
 }
@@ -391,7 +393,13 @@ where
         E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
     {
         use sea_orm::ConnectionTrait;
-        match self.statement(reads.get_database_backend(), id.clone()) {
+        let backend = reads.get_database_backend();
+        if backend == sea_orm::DatabaseBackend::Postgres
+            && let Some(found) = self.gathered.read(reads, id.clone().into()).await
+        {
+            return found;
+        }
+        match self.statement(backend, id.clone()) {
             Some(statement) => Ok(reads.models::<E>(statement).await?.pop()),
             None => E::find_by_id(id).one(reads).await,
         }
