@@ -382,7 +382,8 @@ where
         }
     }
 
-    /// The row with this id, read through `reads` (on SQLite on the calling thread).
+    /// The row with this id, read through `reads`: on SQLite on the calling thread, on
+    /// PostgreSQL in one statement with the reads by id asked for at the same moment.
     pub async fn read(
         &self,
         reads: &Reads,
