@@ -112,7 +112,5 @@ pub fn claim(
         order_id,
         created_at: Utc::now(),
     };
-    writes.push(idempotency_key::Entity::insert(
-        idempotency_key::ActiveModel::from(row),
-    ));
+    writes.push(idempotency_key::ActiveModel::from(row));
 }

@@ -143,10 +143,8 @@ pub fn insert(
             price: item.price,
         })
         .collect();
-    writes.push(order::Entity::insert(order::ActiveModel::from(row.clone())));
-    writes.push(order_item::Entity::insert_many(
-        items.iter().cloned().map(order_item::ActiveModel::from),
-    ));
+    writes.push(order::ActiveModel::from(row.clone()));
+    writes.push_all(items.iter().cloned().map(order_item::ActiveModel::from));
     let event = OrderCreated {
         order_id: id,
         user_id: row.user_id,

@@ -253,7 +253,7 @@ impl Audit {
         let row = self.success_row(target_id, fields);
         // If the inserts fail to commit, the answer is a failure and the middleware writes it.
         self.0.borrow_mut().recorded = Some(*row.id.as_ref());
-        writes.push(entity::Entity::insert(row));
+        writes.push(row);
     }
 
     fn success_row(&self, target_id: impl ToString, fields: &[&str]) -> entity::ActiveModel {

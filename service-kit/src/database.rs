@@ -5,7 +5,9 @@ use secrecy::ExposeSecret;
 
 mod gather;
 mod inline;
+mod inserts;
 mod reads;
+pub use inserts::Inserts;
 pub use reads::Reads;
 
 use crate::settings::DatabaseSettings;
@@ -426,77 +428,6 @@ where
     }
 }
 
-/// Inserts that must commit together (a row, its event in the outbox, its audit entry), in as
-/// few round trips as the database allows.
-///
-/// In a transaction that is `BEGIN`, one `INSERT` each and `COMMIT`: on PostgreSQL a network
-/// round trip and two context switches apiece, most of an order's cost. PostgreSQL runs
-/// data-modifying statements in a `WITH` clause as parts of one statement, which commits or
-/// fails as a whole without a transaction: `WITH w0 AS (INSERT …), w1 AS (INSERT …) INSERT …`
-/// is one round trip. Its parts share one snapshot (none sees another's rows) and foreign keys
-/// are checked at the end of the statement, so parts may reference one another's rows in any
-/// order. SQLite allows no `INSERT` in `WITH`; there the inserts run as one script in a
-/// transaction taking the write lock at `BEGIN` (calls into the library, no network).
-#[derive(Debug, Default)]
-pub struct Inserts(Vec<sea_orm::sea_query::InsertStatement>);
-
-impl Inserts {
-    /// Adds an `Insert` or a non-empty `InsertMany`.
-    pub fn push(
-        &mut self,
-        insert: impl sea_orm::QueryTrait<QueryStatement = sea_orm::sea_query::InsertStatement>,
-    ) {
-        self.0.push(insert.into_query());
-    }
-
-    /// Writes them all, or nothing.
-    pub async fn commit(self, db: &Connections) -> Result<(), sea_orm::DbErr> {
-        use sea_orm::sea_query::{Alias, CommonTableExpression, WithClause};
-        use sea_orm::{ConnectionTrait, DatabaseBackend};
-        let mut statements = self.0;
-        let Some(last) = statements.pop() else {
-            return Ok(());
-        };
-        if statements.is_empty() {
-            // One statement is atomic on its own.
-            db.write.execute(&last).await?;
-            return Ok(());
-        }
-        if db.write.get_database_backend() == DatabaseBackend::Postgres {
-            let mut with = WithClause::new();
-            for (n, insert) in statements.into_iter().enumerate() {
-                with.cte(
-                    CommonTableExpression::new()
-                        .table_name(Alias::new(format!("w{n}")))
-                        .query(insert)
-                        .to_owned(),
-                );
-            }
-            db.write.execute(&with.query(last)).await?;
-            return Ok(());
-        }
-        // sqlx runs each SQLite statement on the connection's worker thread, and the hand-off
-        // (two thread wake-ups) cost more than the insert itself: the inserts go as one script,
-        // whose `?` parameters sqlx binds in order across its statements. `BEGIN` and `COMMIT`
-        // stay separate calls, so a failing insert leaves a transaction sea-orm rolls back.
-        let backend = DatabaseBackend::Sqlite;
-        let mut script = String::new();
-        let mut values = Vec::new();
-        for insert in statements.iter().chain([&last]) {
-            let statement = backend.build(insert);
-            script.push_str(&statement.sql);
-            script.push_str(";\n");
-            values.extend(statement.values.into_iter().flat_map(|v| v.0));
-        }
-        let txn = begin_write(db).await?;
-        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend, script, values,
-        ))
-        .await?;
-        txn.commit().await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
@@ -614,12 +545,17 @@ mod tests {
         impl ActiveModelBehavior for ActiveModel {}
     }
 
-    fn insert(id: i32, body: &[u8]) -> sea_orm::Insert<row::ActiveModel> {
-        use sea_orm::{ActiveValue::Set, EntityTrait};
-        row::Entity::insert(row::ActiveModel {
+    fn row_of(id: i32, body: &[u8]) -> row::ActiveModel {
+        use sea_orm::ActiveValue::Set;
+        row::ActiveModel {
             id: Set(id),
             body: Set(body.to_vec()),
-        })
+        }
+    }
+
+    fn insert(id: i32, body: &[u8]) -> sea_orm::Insert<row::ActiveModel> {
+        use sea_orm::EntityTrait;
+        row::Entity::insert(row_of(id, body))
     }
 
     async fn ids(db: &impl ConnectionTrait) -> Vec<(i32, Vec<u8>)> {
@@ -639,9 +575,9 @@ mod tests {
     async fn inserts_commit_together_with_their_own_values() {
         let db = connections().await;
         let mut writes = Inserts::default();
-        writes.push(insert(1, b"one"));
-        writes.push(insert(2, b"two"));
-        writes.push(insert(3, b"three"));
+        writes.push(row_of(1, b"one"));
+        writes.push(row_of(2, b"two"));
+        writes.push(row_of(3, b"three"));
         writes.commit(&db).await.expect("commits");
         assert_eq!(
             ids(&db.read).await,
@@ -663,15 +599,15 @@ mod tests {
             .await
             .expect("seed");
         let mut writes = Inserts::default();
-        writes.push(insert(1, b"one"));
-        writes.push(insert(2, b"duplicate"));
-        writes.push(insert(3, b"three"));
+        writes.push(row_of(1, b"one"));
+        writes.push(row_of(2, b"duplicate"));
+        writes.push(row_of(3, b"three"));
         let error = writes.commit(&db).await.expect_err("primary key conflict");
         assert!(crate::http::is_unique_violation(&error), "{error}");
         assert_eq!(ids(&db.read).await, [(2, b"first".to_vec())]);
         let mut writes = Inserts::default();
-        writes.push(insert(4, b"four"));
-        writes.push(insert(5, b"five"));
+        writes.push(row_of(4, b"four"));
+        writes.push(row_of(5, b"five"));
         writes.commit(&db).await.expect("the next write commits");
         assert_eq!(ids(&db.read).await.len(), 3);
     }

@@ -252,8 +252,10 @@ pub async fn enqueue<E: Event>(
     source: &str,
     data: &E,
 ) -> Result<Uuid, sea_orm::DbErr> {
-    let (id, insert) = outbox_insert(nats, source, data)?;
-    insert.exec_without_returning(txn).await?;
+    let (id, row) = outbox_row(nats, source, data)?;
+    outbox::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await?;
     Ok(id)
 }
 
@@ -264,17 +266,17 @@ pub fn enqueue_into<E: Event>(
     source: &str,
     data: &E,
 ) -> Result<Uuid, sea_orm::DbErr> {
-    outbox_insert(nats, source, data).map(|(id, insert)| {
-        writes.push(insert);
+    outbox_row(nats, source, data).map(|(id, row)| {
+        writes.push(row);
         id
     })
 }
 
-fn outbox_insert<E: Event>(
+fn outbox_row<E: Event>(
     nats: &NatsSettings,
     source: &str,
     data: &E,
-) -> Result<(Uuid, sea_orm::Insert<outbox::ActiveModel>), sea_orm::DbErr> {
+) -> Result<(Uuid, outbox::ActiveModel), sea_orm::DbErr> {
     let id = Uuid::now_v7();
     let now = Utc::now();
     let event = CloudEvent {
@@ -297,7 +299,7 @@ fn outbox_insert<E: Event>(
         created_at: Set(now),
         published_at: Set(None),
     };
-    Ok((id, outbox::Entity::insert(row)))
+    Ok((id, row))
 }
 
 /// `outbox_pending`, `outbox_published_total`, `outbox_publish_failures_total`.

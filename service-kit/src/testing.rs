@@ -167,3 +167,17 @@ pub async fn status_and_json(
     let body = response.json().await.unwrap_or(serde_json::Value::Null);
     (status, body)
 }
+
+/// Locks `table` (PostgreSQL) from now for `held`, in a transaction of its own: statements
+/// touching it wait that long.
+pub async fn lock_table(db: &sea_orm::DatabaseConnection, table: &str, held: std::time::Duration) {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await.expect("begin");
+    txn.execute_unprepared(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .expect("lock");
+    tokio::spawn(async move {
+        tokio::time::sleep(held).await;
+        txn.commit().await.expect("commit");
+    });
+}

@@ -26,6 +26,10 @@
 //! Each read still sees every commit made before it was asked for: the statement starts after
 //! every read it carries was queued.
 //!
+//! The queue and its lead ([`Gathering`]) serve the inserts of concurrent requests as well
+//! (`inserts.rs`): there the group's statement runs on a task of its own, so that a cancelled
+//! leader takes no one's writes with it.
+//!
 //! Alternated with the binaries before it (`release`, 1,000 users, 2 × 2 runs, 18:01–18:12 UTC):
 //! `GET /api/users/{id}` from 11.2 / 10.9 % of the ceiling to 29.1 / 34.8 %, CPU from 64 + 39
 //! and 62 + 36 µs (service + PostgreSQL) to 28 + 10 and 27 + 10 µs, p99 from 10 ms to 4 ms.
@@ -49,9 +53,180 @@ pub(super) const MOST: usize = 64;
 /// that each connection prepares at most seven statements per entity.
 const SIZES: usize = MOST.trailing_zeros() as usize + 1;
 
+/// Jobs of one kind (`J`, answered with an `A`) that a thread is asked for at the same moment,
+/// done together by the first of them: the queue, the lead and its hand-off described above,
+/// for reads by id and for inserts (`inserts.rs`) alike.
+pub(super) struct Gathering<J: Send, A: Send> {
+    queues: OnceLock<ThreadLocal<Mutex<Queue<J, A>>>>,
+}
+
+struct Queue<J, A> {
+    waiting: VecDeque<Waiter<J, A>>,
+    /// Whether a job leads: queued jobs wait for it (or for the lead it hands on).
+    leading: bool,
+}
+
+struct Waiter<J, A> {
+    /// The database the job is for: a group goes to one.
+    on: u64,
+    job: J,
+    answer: oneshot::Sender<Answer<A>>,
+}
+
+enum Answer<A> {
+    /// The job's answer.
+    Done(A),
+    /// The leader is done: the waiter leads the next group.
+    Lead,
+}
+
+/// What a leader made of its group.
+pub(super) enum Outcome<A> {
+    /// One answer per job, in the group's order.
+    Each(Vec<A>),
+    /// The leader's own answer; the others go alone.
+    Leader(A),
+    /// Every job goes alone, the leader's too.
+    Alone,
+}
+
+/// A leader's group: its jobs, the leader's first, and where their answers go.
+pub(super) struct Group<J, A> {
+    jobs: Vec<J>,
+    answers: Vec<oneshot::Sender<Answer<A>>>,
+}
+
+impl<J, A> Group<J, A> {
+    pub(super) fn jobs(&self) -> &[J] {
+        &self.jobs
+    }
+
+    /// Answers the jobs. A group dropped unanswered sends each of its jobs alone.
+    pub(super) fn answer(self, outcome: Outcome<A>) {
+        match outcome {
+            Outcome::Each(each) => {
+                for (answer, done) in self.answers.into_iter().zip(each) {
+                    let _ = answer.send(Answer::Done(done));
+                }
+            }
+            Outcome::Leader(done) => {
+                if let Some(answer) = self.answers.into_iter().next() {
+                    let _ = answer.send(Answer::Done(done));
+                }
+            }
+            Outcome::Alone => {}
+        }
+    }
+}
+
+impl<J: Send, A: Send> Gathering<J, A> {
+    pub(super) const fn new() -> Self {
+        Self {
+            queues: OnceLock::new(),
+        }
+    }
+}
+
+impl<J: Clone + Send, A: Send> Gathering<J, A> {
+    /// `job`'s answer, worked out with the other jobs for the same database (`on`) queued on
+    /// this thread at the moment, at most `most` of them, by whichever leads: the leader's
+    /// `run` answers the group ([`Group::answer`]), and the lead passes on when `run` returns.
+    /// `None` if the job must go alone (its group was dropped unanswered, or left it alone).
+    pub(super) async fn join(
+        &self,
+        on: u64,
+        job: J,
+        most: usize,
+        run: impl AsyncFnOnce(Group<J, A>),
+    ) -> Option<A> {
+        let queue = self.queues.get_or_init(ThreadLocal::new).get_or(|| {
+            Mutex::new(Queue {
+                waiting: VecDeque::new(),
+                leading: false,
+            })
+        });
+        let (answer, mut answered) = oneshot::channel();
+        let leads = {
+            let mut queue = lock(queue);
+            queue.waiting.push_back(Waiter {
+                on,
+                job: job.clone(),
+                answer,
+            });
+            !std::mem::replace(&mut queue.leading, true)
+        };
+        if !leads {
+            match (&mut answered).await {
+                Ok(Answer::Done(done)) => return Some(done),
+                Ok(Answer::Lead) => {
+                    // The previous leader took this job's place in the queue with it: queue
+                    // again, first, so that the group it leads carries it.
+                    let (answer, again) = oneshot::channel();
+                    answered = again;
+                    lock(queue).waiting.push_front(Waiter { on, job, answer });
+                }
+                Err(_) => return None,
+            }
+        }
+        let leading = Leading { queue };
+        tokio::task::yield_now().await;
+        let group = {
+            // The leader's job is the first of its database's: it was queued first, or, handed
+            // the lead, put first.
+            let mut queue = lock(queue);
+            let mut group = Group {
+                jobs: Vec::new(),
+                answers: Vec::new(),
+            };
+            let mut at = 0;
+            while at < queue.waiting.len() && group.jobs.len() < most {
+                if queue.waiting[at].on != on {
+                    at += 1;
+                    continue;
+                }
+                if let Some(waiter) = queue.waiting.remove(at) {
+                    group.jobs.push(waiter.job);
+                    group.answers.push(waiter.answer);
+                }
+            }
+            group
+        };
+        run(group).await;
+        drop(leading);
+        match answered.await {
+            Ok(Answer::Done(done)) => Some(done),
+            _ => None,
+        }
+    }
+}
+
+/// The lead, handed on when it ends: to the first job still waiting, or to none.
+struct Leading<'a, J, A> {
+    queue: &'a Mutex<Queue<J, A>>,
+}
+
+impl<J, A> Drop for Leading<'_, J, A> {
+    fn drop(&mut self) {
+        let mut queue = lock(self.queue);
+        while let Some(next) = queue.waiting.pop_front() {
+            if next.answer.send(Answer::Lead).is_ok() {
+                return;
+            }
+        }
+        queue.leading = false;
+    }
+}
+
+/// The queue, whatever a panic elsewhere left in it: it holds only waiters.
+fn lock<J, A>(queue: &Mutex<Queue<J, A>>) -> MutexGuard<'_, Queue<J, A>> {
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Reads by id of `E`'s rows, gathered per thread.
 pub(super) struct Gathered<E: EntityTrait> {
-    queues: OnceLock<ThreadLocal<Mutex<Queue<E::Model>>>>,
+    gathering: Gathering<Value, Result<Option<E::Model>, DbErr>>,
     /// The statement for each size, rendered once.
     sql: [OnceLock<String>; SIZES],
     /// Statements sent, for the tests.
@@ -59,28 +234,10 @@ pub(super) struct Gathered<E: EntityTrait> {
     statements: std::sync::atomic::AtomicUsize,
 }
 
-struct Queue<M> {
-    waiting: VecDeque<Waiter<M>>,
-    /// Whether a read leads: queued reads wait for it (or for the lead it hands on).
-    leading: bool,
-}
-
-struct Waiter<M> {
-    id: Value,
-    answer: oneshot::Sender<Answer<M>>,
-}
-
-enum Answer<M> {
-    /// The row with the waiter's id, if there is one.
-    Found(Option<M>),
-    /// The leader is done: the waiter leads the next group.
-    Lead,
-}
-
 impl<E: EntityTrait> Gathered<E> {
     pub(super) const fn new() -> Self {
         Self {
-            queues: OnceLock::new(),
+            gathering: Gathering::new(),
             sql: [const { OnceLock::new() }; SIZES],
             #[cfg(test)]
             statements: std::sync::atomic::AtomicUsize::new(0),
@@ -102,68 +259,35 @@ where
         id: Value,
     ) -> Option<Result<Option<E::Model>, DbErr>> {
         let key = E::PrimaryKey::iter().next()?.into_column();
-        let queue = self.queues.get_or_init(ThreadLocal::new).get_or(|| {
-            Mutex::new(Queue {
-                waiting: VecDeque::new(),
-                leading: false,
+        self.gathering
+            .join(reads.id(), id, MOST, async |group: Group<Value, _>| {
+                let outcome = match self.rows(reads, key, group.jobs()).await {
+                    Ok(rows) => {
+                        let rows: Vec<(Value, E::Model)> =
+                            rows.into_iter().map(|row| (row.get(key), row)).collect();
+                        let row = |id: &Value| {
+                            rows.iter()
+                                .find(|(found, _)| found == id)
+                                .map(|(_, row)| row.clone())
+                        };
+                        Outcome::Each(group.jobs().iter().map(|id| Ok(row(id))).collect())
+                    }
+                    Err(e) => Outcome::Leader(Err(e)),
+                };
+                group.answer(outcome);
             })
-        });
-        let (answer, mut answered) = oneshot::channel();
-        let leads = {
-            let mut queue = lock(queue);
-            queue.waiting.push_back(Waiter {
-                id: id.clone(),
-                answer,
-            });
-            !std::mem::replace(&mut queue.leading, true)
-        };
-        if !leads {
-            match (&mut answered).await {
-                Ok(Answer::Found(row)) => return Some(Ok(row)),
-                Ok(Answer::Lead) => {
-                    // The previous leader took this read's place in the queue with it: queue
-                    // again, first, so that the group it leads carries it.
-                    let (answer, again) = oneshot::channel();
-                    answered = again;
-                    lock(queue).waiting.push_front(Waiter { id, answer });
-                }
-                Err(_) => return None,
-            }
-        }
-        let leading = Leading { queue };
-        tokio::task::yield_now().await;
-        let group: Vec<Waiter<E::Model>> = {
-            let mut queue = lock(queue);
-            let n = queue.waiting.len().min(MOST);
-            queue.waiting.drain(..n).collect()
-        };
-        let rows: Vec<(Value, E::Model)> = match self.rows(reads, key, &group).await {
-            Ok(rows) => rows.into_iter().map(|row| (row.get(key), row)).collect(),
-            Err(e) => return Some(Err(e)),
-        };
-        for waiter in group {
-            let row = rows
-                .iter()
-                .find(|(id, _)| *id == waiter.id)
-                .map(|(_, row)| row.clone());
-            let _ = waiter.answer.send(Answer::Found(row));
-        }
-        drop(leading);
-        match answered.try_recv() {
-            Ok(Answer::Found(row)) => Some(Ok(row)),
-            _ => None,
-        }
+            .await
     }
 
-    /// The rows with the group's ids, in one statement.
+    /// The rows with these ids, in one statement.
     async fn rows(
         &self,
         reads: &Reads,
         key: E::Column,
-        group: &[Waiter<E::Model>],
+        ids: &[Value],
     ) -> Result<Vec<E::Model>, DbErr> {
-        let size = group.len().next_power_of_two();
-        let mut ids: Vec<Value> = group.iter().map(|waiter| waiter.id.clone()).collect();
+        let size = ids.len().next_power_of_two();
+        let mut ids = ids.to_vec();
         let last = ids.last().cloned().unwrap_or(Value::Bool(None));
         ids.resize(size, last);
         let sql = self.sql[size.trailing_zeros() as usize].get_or_init(|| {
@@ -185,41 +309,17 @@ where
     }
 }
 
-/// The lead, handed on when it ends: to the first read still waiting, or to none.
-struct Leading<'a, M> {
-    queue: &'a Mutex<Queue<M>>,
-}
-
-impl<M> Drop for Leading<'_, M> {
-    fn drop(&mut self) {
-        let mut queue = lock(self.queue);
-        while let Some(next) = queue.waiting.pop_front() {
-            if next.answer.send(Answer::Lead).is_ok() {
-                return;
-            }
-        }
-        queue.leading = false;
-    }
-}
-
-/// The queue, whatever a panic elsewhere left in it: it holds only waiters.
-fn lock<M>(queue: &Mutex<Queue<M>>) -> MutexGuard<'_, Queue<M>> {
-    queue
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
     use futures_util::future::join_all;
+    use sea_orm::ConnectionTrait;
     use sea_orm::entity::prelude::*;
-    use sea_orm::{ConnectionTrait, TransactionTrait};
 
     use crate::database::{Connections, FindById, connect};
-    use crate::testing::{Backend, fresh_database};
+    use crate::testing::{Backend, fresh_database, lock_table};
 
     mod person {
         use sea_orm::entity::prelude::*;
@@ -262,14 +362,7 @@ mod tests {
 
     /// Holds the table locked for [`SLOW`], from now: reads wait for it.
     async fn lock_people(db: &Connections) {
-        let txn = db.write.begin().await.expect("begin");
-        txn.execute_unprepared("LOCK TABLE people IN ACCESS EXCLUSIVE MODE")
-            .await
-            .expect("lock");
-        tokio::spawn(async move {
-            tokio::time::sleep(SLOW).await;
-            txn.commit().await.expect("commit");
-        });
+        lock_table(&db.write, "people", SLOW).await;
     }
 
     /// What `reads` answer, within ten times [`SLOW`].

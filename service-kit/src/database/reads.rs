@@ -25,6 +25,7 @@
 //! - keep `Pool::close` waiting: the sweep returns everything it holds once the pool is closed,
 //!   and everything goes back when the last `Reads` is dropped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,9 @@ pub(crate) const INLINE_OFFSET: u64 = 1_000;
 /// Reads, through the pool and a stash of warm connections in front of it. Cheap to clone.
 #[derive(Clone)]
 pub struct Reads {
+    /// Which database this is, among those the process connected to (`gather.rs` groups only
+    /// work for one).
+    id: u64,
     pool: DatabaseConnection,
     stash: Option<Arc<Stash>>,
     /// On a SQLite file: reads of an entity's rows on the calling thread.
@@ -109,11 +113,18 @@ impl Reads {
         if let Some(stash) = &stash {
             tokio::spawn(sweep(Arc::downgrade(stash)));
         }
+        static CONNECTED: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: CONNECTED.fetch_add(1, Ordering::Relaxed),
             pool,
             stash,
             inline: None,
         }
+    }
+
+    /// Which database this is, among those the process connected to; clones share it.
+    pub(super) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Runs reads of an entity's rows on the calling thread, where `inline` can.
