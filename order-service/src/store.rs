@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Select,
 };
-use service_kit::database::{FindById, Inserts, Reads};
+use service_kit::database::{FindAllBy, FindById, Inserts, Reads};
 use service_kit::events::{self, OrderCreated, OrderItem, OrderStatusChanged};
 use service_kit::settings::NatsSettings;
 use uuid::Uuid;
@@ -72,10 +72,12 @@ pub async fn list(
 
 pub async fn find(db: &Reads, id: Uuid) -> Result<Option<Order>, sea_orm::DbErr> {
     static BY_ID: FindById<order::Entity> = FindById::new();
+    static ITEMS: FindAllBy<order_item::Entity> =
+        FindAllBy::new(order_item::Column::OrderId, order_item::Column::Position);
     let Some(row) = BY_ID.read(db, id).await? else {
         return Ok(None);
     };
-    let items = db.all(items_of([row.id])).await?;
+    let items = ITEMS.read(db, row.id).await?;
     Ok(Some(Order { row, items }))
 }
 

@@ -397,10 +397,15 @@ where
     {
         use sea_orm::ConnectionTrait;
         let backend = reads.get_database_backend();
+        use sea_orm::{Iterable, PrimaryKeyToColumn};
         if backend == sea_orm::DatabaseBackend::Postgres
-            && let Some(found) = self.gathered.read(reads, id.clone().into()).await
+            && let Some(key) = E::PrimaryKey::iter().next()
+            && let Some(found) = self
+                .gathered
+                .read(reads, key.into_column(), None, id.clone().into())
+                .await
         {
-            return found;
+            return found.map(|rows| rows.into_iter().next());
         }
         match self.statement(backend, id.clone()) {
             Some(statement) => Ok(reads.models::<E>(statement).await?.pop()),
@@ -425,6 +430,55 @@ where
             sql.as_str(),
             [id.into()],
         ))
+    }
+}
+
+/// `E::find().filter(column.eq(value)).order_by_asc(order)` (an order's items by `order_id`, by
+/// position), read through [`Reads`]: on SQLite on the calling thread, on PostgreSQL in one
+/// statement with the same reads asked for at the same moment (`gather.rs`), as
+/// [`FindById::read`] reads by id. Meant for a `static`.
+pub struct FindAllBy<E: sea_orm::EntityTrait> {
+    column: E::Column,
+    order: E::Column,
+    gathered: gather::Gathered<E>,
+}
+
+impl<E: sea_orm::EntityTrait> FindAllBy<E> {
+    pub const fn new(column: E::Column, order: E::Column) -> Self {
+        Self {
+            column,
+            order,
+            gathered: gather::Gathered::new(),
+        }
+    }
+}
+
+impl<E> FindAllBy<E>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: sea_orm::FromQueryResult + Send + Sync,
+    E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
+{
+    /// The rows whose column is `value`, in order.
+    pub async fn read(
+        &self,
+        reads: &Reads,
+        value: impl Into<sea_orm::Value>,
+    ) -> Result<Vec<E::Model>, sea_orm::DbErr> {
+        use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder};
+        let value = value.into();
+        if reads.get_database_backend() == sea_orm::DatabaseBackend::Postgres
+            && let Some(found) = self
+                .gathered
+                .read(reads, self.column, Some(self.order), value.clone())
+                .await
+        {
+            return found;
+        }
+        let select = E::find()
+            .filter(self.column.eq(value))
+            .order_by_asc(self.order);
+        reads.all(select).await
     }
 }
 

@@ -38,8 +38,8 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use sea_orm::{
-    ColumnTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, Iterable, ModelTrait,
-    PrimaryKeyToColumn, QueryFilter, QueryTrait, Statement, TryIntoModel, Value,
+    ColumnTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, ModelTrait, QueryFilter,
+    QueryOrder, QueryTrait, Statement, TryIntoModel, Value,
 };
 use thread_local::ThreadLocal;
 use tokio::sync::oneshot;
@@ -224,9 +224,10 @@ fn lock<J, A>(queue: &Mutex<Queue<J, A>>) -> MutexGuard<'_, Queue<J, A>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Reads by id of `E`'s rows, gathered per thread.
+/// Reads of `E`'s rows by the value of one column (its id, or an order's items by `order_id`),
+/// gathered per thread.
 pub(super) struct Gathered<E: EntityTrait> {
-    gathering: Gathering<Value, Result<Option<E::Model>, DbErr>>,
+    gathering: Gathering<Value, Result<Vec<E::Model>, DbErr>>,
     /// The statement for each size, rendered once.
     sql: [OnceLock<String>; SIZES],
     /// Statements sent, for the tests.
@@ -251,26 +252,29 @@ where
     E::Model: FromQueryResult + Send + Sync,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
-    /// The row with this id, read with the others queued on this thread at the moment; `None`
-    /// if the read must go alone (its group's leader was cancelled or failed).
+    /// The rows whose `key` is `value` (in `order`), read with the others queued on this thread
+    /// at the moment; `None` if the read must go alone (its group's leader was cancelled or
+    /// failed). `key` and `order` must be the same on every call: the SQL is rendered once.
     pub(super) async fn read(
         &self,
         reads: &Reads,
-        id: Value,
-    ) -> Option<Result<Option<E::Model>, DbErr>> {
-        let key = E::PrimaryKey::iter().next()?.into_column();
+        key: E::Column,
+        order: Option<E::Column>,
+        value: Value,
+    ) -> Option<Result<Vec<E::Model>, DbErr>> {
         self.gathering
-            .join(reads.id(), id, MOST, async |group: Group<Value, _>| {
-                let outcome = match self.rows(reads, key, group.jobs()).await {
+            .join(reads.id(), value, MOST, async |group: Group<Value, _>| {
+                let outcome = match self.rows(reads, key, order, group.jobs()).await {
                     Ok(rows) => {
                         let rows: Vec<(Value, E::Model)> =
                             rows.into_iter().map(|row| (row.get(key), row)).collect();
-                        let row = |id: &Value| {
+                        let rows_of = |value: &Value| {
                             rows.iter()
-                                .find(|(found, _)| found == id)
+                                .filter(|(found, _)| found == value)
                                 .map(|(_, row)| row.clone())
+                                .collect()
                         };
-                        Outcome::Each(group.jobs().iter().map(|id| Ok(row(id))).collect())
+                        Outcome::Each(group.jobs().iter().map(|v| Ok(rows_of(v))).collect())
                     }
                     Err(e) => Outcome::Leader(Err(e)),
                 };
@@ -279,11 +283,12 @@ where
             .await
     }
 
-    /// The rows with these ids, in one statement.
+    /// The rows with these keys, in one statement.
     async fn rows(
         &self,
         reads: &Reads,
         key: E::Column,
+        order: Option<E::Column>,
         ids: &[Value],
     ) -> Result<Vec<E::Model>, DbErr> {
         let size = ids.len().next_power_of_two();
@@ -291,10 +296,13 @@ where
         let last = ids.last().cloned().unwrap_or(Value::Bool(None));
         ids.resize(size, last);
         let sql = self.sql[size.trailing_zeros() as usize].get_or_init(|| {
-            E::find()
-                .filter(key.is_in(ids.iter().cloned()))
-                .build(DatabaseBackend::Postgres)
-                .sql
+            let select = E::find().filter(key.is_in(ids.iter().cloned()));
+            match order {
+                Some(order) => select.order_by_asc(key).order_by_asc(order),
+                None => select,
+            }
+            .build(DatabaseBackend::Postgres)
+            .sql
         });
         #[cfg(test)]
         self.statements
@@ -318,7 +326,7 @@ mod tests {
     use sea_orm::ConnectionTrait;
     use sea_orm::entity::prelude::*;
 
-    use crate::database::{Connections, FindById, connect};
+    use crate::database::{Connections, FindAllBy, FindById, connect};
     use crate::testing::{Backend, fresh_database, lock_table};
 
     mod person {
@@ -330,6 +338,24 @@ mod tests {
             #[sea_orm(primary_key, auto_increment = false)]
             pub id: Uuid,
             pub name: String,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    mod pet {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = "pets")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            pub owner_id: Uuid,
+            pub position: i32,
         }
 
         #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -484,5 +510,48 @@ mod tests {
                 "a query error: {found:?}"
             );
         }
+    }
+
+    /// Reads of rows by a column asked for at once share a statement, and each gets its own
+    /// rows in order: none for an owner without pets or an unknown one, duplicates included.
+    #[tokio::test]
+    async fn reads_by_a_column_at_once_get_their_own_rows_in_order() {
+        let (db, owners) = people(30).await;
+        db.write
+            .execute_unprepared(
+                "CREATE TABLE pets (id UUID PRIMARY KEY, owner_id UUID NOT NULL, \
+                 position INTEGER NOT NULL)",
+            )
+            .await
+            .expect("table");
+        // Owner i has i % 4 pets, inserted last position first.
+        let pets = owners.iter().enumerate().flat_map(|(i, owner)| {
+            (0..(i % 4) as i32).rev().map(|position| pet::ActiveModel {
+                id: sea_orm::Set(Uuid::new_v4()),
+                owner_id: sea_orm::Set(*owner),
+                position: sea_orm::Set(position),
+            })
+        });
+        pet::Entity::insert_many(pets)
+            .exec(&db.write)
+            .await
+            .expect("pets");
+        let by_owner: FindAllBy<pet::Entity> =
+            FindAllBy::new(pet::Column::OwnerId, pet::Column::Position);
+        let mut asked = owners.clone();
+        asked.extend((0..5).map(|_| Uuid::new_v4()));
+        asked.extend(owners[..5].iter().copied());
+        let found = join_all(asked.iter().map(|owner| by_owner.read(&db.read, *owner))).await;
+        for (owner, found) in asked.iter().zip(found) {
+            let pets = found.expect("read");
+            assert!(pets.iter().all(|pet| pet.owner_id == *owner), "{owner}");
+            let positions: Vec<i32> = pets.iter().map(|pet| pet.position).collect();
+            let expected = owners
+                .iter()
+                .position(|known| known == owner)
+                .map_or(0, |i| (i % 4) as i32);
+            assert_eq!(positions, (0..expected).collect::<Vec<_>>(), "{owner}");
+        }
+        assert_eq!(by_owner.gathered.statements.load(Ordering::Relaxed), 1);
     }
 }
