@@ -145,7 +145,7 @@ impl<J: Clone + Send, A: Send> Gathering<J, A> {
                 leading: false,
             })
         });
-        let (answer, mut answered) = oneshot::channel();
+        let (answer, answered) = oneshot::channel();
         let leads = {
             let mut queue = lock(queue);
             queue.waiting.push_back(Waiter {
@@ -155,14 +155,15 @@ impl<J: Clone + Send, A: Send> Gathering<J, A> {
             });
             !std::mem::replace(&mut queue.leading, true)
         };
+        let mut waiting = Waiting { queue, answered };
         if !leads {
-            match (&mut answered).await {
+            match (&mut waiting.answered).await {
                 Ok(Answer::Done(done)) => return Some(done),
                 Ok(Answer::Lead) => {
                     // The previous leader took this job's place in the queue with it: queue
                     // again, first, so that the group it leads carries it.
                     let (answer, again) = oneshot::channel();
-                    answered = again;
+                    waiting.answered = again;
                     lock(queue).waiting.push_front(Waiter { on, job, answer });
                 }
                 Err(_) => return None,
@@ -193,7 +194,7 @@ impl<J: Clone + Send, A: Send> Gathering<J, A> {
         };
         run(group).await;
         drop(leading);
-        match answered.await {
+        match (&mut waiting.answered).await {
             Ok(Answer::Done(done)) => Some(done),
             _ => None,
         }
@@ -207,14 +208,34 @@ struct Leading<'a, J, A> {
 
 impl<J, A> Drop for Leading<'_, J, A> {
     fn drop(&mut self) {
-        let mut queue = lock(self.queue);
-        while let Some(next) = queue.waiting.pop_front() {
-            if next.answer.send(Answer::Lead).is_ok() {
-                return;
-            }
-        }
-        queue.leading = false;
+        hand_on(self.queue);
     }
+}
+
+/// A job's wait for its answer. Dropped with the lead handed to it but not taken (its request
+/// gone just then), it hands the lead on, or the jobs queued behind would wait for ever.
+struct Waiting<'a, J, A> {
+    queue: &'a Mutex<Queue<J, A>>,
+    answered: oneshot::Receiver<Answer<A>>,
+}
+
+impl<J, A> Drop for Waiting<'_, J, A> {
+    fn drop(&mut self) {
+        if let Ok(Answer::Lead) = self.answered.try_recv() {
+            hand_on(self.queue);
+        }
+    }
+}
+
+/// Hands the lead to the first job still waiting, or leaves it to the next job queued.
+fn hand_on<J, A>(queue: &Mutex<Queue<J, A>>) {
+    let mut queue = lock(queue);
+    while let Some(next) = queue.waiting.pop_front() {
+        if next.answer.send(Answer::Lead).is_ok() {
+            return;
+        }
+    }
+    queue.leading = false;
 }
 
 /// The queue, whatever a panic elsewhere left in it: it holds only waiters.
@@ -553,5 +574,27 @@ mod tests {
             assert_eq!(positions, (0..expected).collect::<Vec<_>>(), "{owner}");
         }
         assert_eq!(by_owner.gathered.statements.load(Ordering::Relaxed), 1);
+    }
+
+    /// A read handed the lead just as it is dropped (its request gone) hands the lead on: the
+    /// reads after it do not wait for ever.
+    #[tokio::test]
+    async fn a_read_dropped_with_the_lead_hands_it_on() {
+        static BY_ID: FindById<person::Entity> = FindById::new();
+        let (db, ids) = people(3).await;
+        lock_people(&db).await;
+        let reads = db.read.clone();
+        let first = ids[0];
+        let leader = tokio::spawn(async move { BY_ID.read(&reads, first).await });
+        tokio::time::sleep(SLOW / 3).await;
+        // Queued behind the leader, whose statement waits for the lock.
+        let mut dropped = Box::pin(BY_ID.read(&db.read, ids[1]));
+        assert!(futures_util::poll!(&mut dropped).is_pending());
+        // The leader finishes and hands it the lead; it is dropped before it takes it.
+        let found = answered(leader).await.expect("joined").expect("read");
+        assert_eq!(found.expect("found").id, ids[0]);
+        drop(dropped);
+        let found = answered(BY_ID.read(&db.read, ids[2])).await.expect("read");
+        assert_eq!(found.expect("found").id, ids[2]);
     }
 }
