@@ -27,8 +27,10 @@ use crate::settings::DatabaseSettings;
 /// quietly taking the slow path. Reads keep connections at hand between queries ([`Reads`]),
 /// which saves sqlx's ping of each connection going back to its pool: all but one of the
 /// readers on SQLite, half the pool on PostgreSQL, where writes share it. On a SQLite file the
-/// reads of a few rows of an entity ([`Reads::all`], [`Reads::page`], [`FindById::read`]) run
-/// on the calling thread instead, through read-only connections of their own (`inline.rs`).
+/// reads of a few rows of an entity ([`Reads::all`], [`Reads::page`], [`FindById::read`],
+/// [`FindAllBy::read`]) run on the calling thread instead, through read-only connections of
+/// their own (`inline.rs`); on PostgreSQL those by id or by one column are gathered with the
+/// same reads asked for at the same moment (`gather.rs`).
 ///
 /// While a transaction on `write` is open, send every statement through the transaction: on
 /// SQLite another one on `write` would wait for the connection the transaction holds, until
@@ -395,9 +397,8 @@ where
         E::Model: Send + Sync,
         E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
     {
-        use sea_orm::ConnectionTrait;
+        use sea_orm::{ConnectionTrait, Iterable, PrimaryKeyToColumn};
         let backend = reads.get_database_backend();
-        use sea_orm::{Iterable, PrimaryKeyToColumn};
         if backend == sea_orm::DatabaseBackend::Postgres
             && let Some(key) = E::PrimaryKey::iter().next()
             && let Some(found) = self

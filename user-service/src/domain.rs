@@ -169,6 +169,12 @@ async fn off_the_workers<T: Send + 'static>(
         .lock()
         .map_err(|_| anyhow::anyhow!("argon2 threads unavailable"))?
         .send(Box::new(move || {
+            // Its request gone (cancelled, or its connection closed) while it waited behind
+            // others, a job is skipped: it would cost a hash's CPU and its 7 MiB block for an
+            // answer no one reads.
+            if done.is_closed() {
+                return;
+            }
             let _ = done.send(work());
         }))
         .map_err(|_| anyhow::anyhow!("argon2 threads stopped"))?;
@@ -200,6 +206,36 @@ pub fn verify_password(candidate: &str, hash: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// A job whose request is gone before a hashing thread takes it is skipped.
+    #[tokio::test]
+    async fn hashing_jobs_whose_request_is_gone_are_skipped() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // More jobs than there are hashing threads, each a while: every thread is busy when
+        // the next job is queued and abandoned.
+        let mut busy: Vec<_> = (0..16)
+            .map(|_| {
+                Box::pin(off_the_workers(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }))
+            })
+            .collect();
+        for job in &mut busy {
+            assert!(futures_util::poll!(job).is_pending(), "queued");
+        }
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let mut abandoned = Box::pin(off_the_workers(move || flag.store(true, Ordering::SeqCst)));
+        assert!(futures_util::poll!(&mut abandoned).is_pending(), "queued");
+        drop(abandoned);
+        for job in busy {
+            job.await.expect("ran");
+        }
+        // Queued after it, so the threads have passed it.
+        off_the_workers(|| ()).await.expect("ran");
+        assert!(!ran.load(Ordering::SeqCst), "the abandoned job was skipped");
+    }
+
     use super::*;
 
     #[test]
