@@ -22,7 +22,9 @@
 //! Each value is read by its column's own type, from the text sqlx's binary encoding would have
 //! meant (times to the microsecond, decimals exactly), so the rows are the ones the sets'
 //! own statements would have written; and the statement's text depends only on the tables and
-//! columns, not on how many rows, so each connection prepares it once.
+//! columns, not on how many rows, so each connection prepares it once. The JSON is written by
+//! the leader, only for a group of several; a value with no such form (an expression, a
+//! non-finite float, an array) sends its group's sets each alone.
 //!
 //! A group commits or fails as a whole. When it fails (one order's idempotency key taken,
 //! say), each set is committed alone, as if no group had been, so each request gets its own
@@ -68,18 +70,11 @@ struct Rows {
 }
 
 /// The sets of inserts being committed on each thread, and what each came to.
-static GATHERED: Gathering<Arc<Gatherable>, Result<(), DbErr>> = Gathering::new();
+static GATHERED: Gathering<Arc<Inserts>, Result<(), DbErr>> = Gathering::new();
 
 /// The database of each gathered statement sent, for the tests (which run side by side).
 #[cfg(test)]
 static GATHERED_STATEMENTS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
-
-/// A set of inserts, and each of its [`Rows`] as JSON objects (comma-separated).
-#[derive(Debug)]
-struct Gatherable {
-    inserts: Inserts,
-    json: Vec<String>,
-}
 
 impl Inserts {
     /// Adds the row `row`: its columns that are set or unchanged.
@@ -125,15 +120,15 @@ impl Inserts {
         if db.write.get_database_backend() != DatabaseBackend::Postgres {
             return self.commit_alone(db).await;
         }
-        let Some(json) = self.0.iter().map(Rows::json).collect::<Option<Vec<_>>>() else {
-            return self.commit_alone(db).await;
-        };
-        let set = Arc::new(Gatherable {
-            inserts: self,
-            json,
-        });
+        let set = Arc::new(self);
         let gathered = GATHERED
             .join(db.read.id(), set.clone(), MOST, async |group| {
+                if let [alone] = group.jobs() {
+                    // As before gathering: its cancellation concerns only itself.
+                    let done = alone.commit_alone(db).await;
+                    group.answer(Outcome::Each(vec![done]));
+                    return;
+                }
                 // On a task of its own: a leader cancelled (its request gone) must not take
                 // with it a statement that may commit the others' rows, or their answers.
                 let db = db.clone();
@@ -149,7 +144,7 @@ impl Inserts {
             .await;
         match gathered {
             Some(done) => done,
-            None => set.inserts.commit_alone(db).await,
+            None => set.commit_alone(db).await,
         }
     }
 
@@ -245,13 +240,11 @@ impl Rows {
     }
 }
 
-/// Commits a group of sets: one alone as before; several in one statement, or each alone if
-/// that fails.
-async fn commit_group(db: &Connections, group: &[Arc<Gatherable>]) -> Outcome<Result<(), DbErr>> {
-    if let [set] = group {
-        return Outcome::Each(vec![set.inserts.commit_alone(db).await]);
-    }
-    let statement = gathered_statement(group);
+/// Commits several sets in one statement, or leaves each to commit alone if that fails.
+async fn commit_group(db: &Connections, group: &[Arc<Inserts>]) -> Outcome<Result<(), DbErr>> {
+    let Some(statement) = gathered_statement(group) else {
+        return Outcome::Alone;
+    };
     #[cfg(test)]
     GATHERED_STATEMENTS.lock().unwrap().push(db.read.id());
     match db.write.execute_raw(statement).await {
@@ -263,18 +256,20 @@ async fn commit_group(db: &Connections, group: &[Arc<Gatherable>]) -> Outcome<Re
     }
 }
 
-/// One statement inserting every set's rows: a part per table and set of columns.
-fn gathered_statement(group: &[Arc<Gatherable>]) -> Statement {
+/// One statement inserting every set's rows: a part per table and set of columns; `None` if a
+/// value has no JSON form here.
+fn gathered_statement(group: &[Arc<Inserts>]) -> Option<Statement> {
     let mut parts: Vec<(&Rows, String)> = Vec::new();
     for set in group {
-        for (rows, json) in set.inserts.0.iter().zip(&set.json) {
+        for rows in &set.0 {
+            let json = rows.json()?;
             let same = |(part, _): &&mut (&Rows, String)| {
                 part.table == rows.table && part.columns == rows.columns
             };
             match parts.iter_mut().find(same) {
                 Some((_, all)) => {
                     all.push(',');
-                    all.push_str(json);
+                    all.push_str(&json);
                 }
                 None => parts.push((rows, format!("[{json}"))),
             }
@@ -307,7 +302,11 @@ fn gathered_statement(group: &[Arc<Gatherable>]) -> Statement {
         json.push(']');
         Value::String(Some(json))
     });
-    Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
+    Some(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        sql,
+        values,
+    ))
 }
 
 /// `"name"`, as PostgreSQL quotes an identifier.
