@@ -1,6 +1,6 @@
-//! The benchmark's SMTP sink: speaks just enough SMTP for lettre (EHLO, MAIL, RCPT, DATA,
-//! RSET, NOOP, QUIT; no TLS, no auth), accepts every mail and appends one line per mail to a
-//! log file: `<unix time in ns when the final "." arrived>\t<UUIDs in the body, comma-separated>`.
+//! The benchmark's SMTP sink: speaks just enough SMTP for notification-service (EHLO, MAIL,
+//! RCPT, DATA, RSET, NOOP, QUIT and PIPELINING; no TLS, no auth), accepts every mail and appends
+//! one line per mail to a log file: `<unix time in ns when the final "." arrived>\t<UUIDs in the body, comma-separated>`.
 //! The harness matches those ids with the orders it created to get order → e-mail latency.
 //!
 //! Usage: `bench-smtp-sink PORT LOG_FILE` (listens on 127.0.0.1 only).
@@ -48,23 +48,32 @@ async fn session(stream: TcpStream, log: Log) -> std::io::Result<()> {
     let mut lines = BufReader::new(read);
     write.write_all(b"220 bench-smtp-sink ESMTP\r\n").await?;
     let mut line = Vec::new();
+    // Replies wait here while more commands are already in hand (pipelined), then go in one
+    // write, as a relay such as Postfix answers a pipelined group.
+    let mut replies = Vec::new();
     loop {
+        if lines.buffer().is_empty() && !replies.is_empty() {
+            write.write_all(&replies).await?;
+            replies.clear();
+        }
         line.clear();
         if lines.read_until(b'\n', &mut line).await? == 0 {
             return Ok(());
         }
         let verb = String::from_utf8_lossy(&line[..line.len().min(4)]).to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
-            "EHLO" => b"250-bench-smtp-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            "EHLO" => b"250-bench-smtp-sink\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n",
             "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 OK\r\n",
             "QUIT" => {
-                write.write_all(b"221 Bye\r\n").await?;
+                replies.extend_from_slice(b"221 Bye\r\n");
+                write.write_all(&replies).await?;
                 return Ok(());
             }
             "DATA" => {
-                write
-                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                    .await?;
+                // DATA ends a pipelined group: the client waits for this reply.
+                replies.extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+                write.write_all(&replies).await?;
+                replies.clear();
                 let mut body = Vec::with_capacity(4096);
                 loop {
                     line.clear();
@@ -93,7 +102,7 @@ async fn session(stream: TcpStream, log: Log) -> std::io::Result<()> {
             }
             _ => b"502 Command not implemented\r\n",
         };
-        write.write_all(reply).await?;
+        replies.extend_from_slice(reply);
     }
 }
 

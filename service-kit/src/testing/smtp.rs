@@ -1,8 +1,10 @@
-//! An SMTP server for tests: speaks enough of RFC 5321 for lettre (EHLO/HELO, AUTH PLAIN, MAIL,
-//! RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT), keeps every mail it accepts, counts the
+//! An SMTP server for tests: speaks enough of RFC 5321 for a client (EHLO/HELO, AUTH PLAIN and
+//! LOGIN, MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT, and PIPELINING: commands sent
+//! together are read and answered in order), keeps every mail it accepts, counts the
 //! connections it was given, and can be stopped and started again on the same port to play a
 //! relay that goes away and comes back. It can also hold mails past a count unanswered (see
-//! [`SmtpSink::hold_from`]), to keep a client's sends in flight for as long as a test needs.
+//! [`SmtpSink::hold_from`]), to keep a client's sends in flight for as long as a test needs,
+//! refuse recipients ([`SmtpSink::refuse`]), and offer less ([`Offers`]).
 //!
 //! ```ignore
 //! let sink = SmtpSink::start().await;
@@ -33,6 +35,9 @@ pub struct ReceivedMail {
     pub to: Vec<String>,
     /// The message as sent after `DATA` (headers and body), dot-unstuffed.
     pub data: String,
+    /// Whether the client sent `MAIL FROM`, `RCPT TO` and `DATA` together, before the first
+    /// reply (RFC 2920's pipelining): the sink had `DATA` in hand when it read `MAIL FROM`.
+    pub pipelined: bool,
 }
 
 impl ReceivedMail {
@@ -144,6 +149,42 @@ fn decode_quoted_printable(body: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// What the sink offers in its reply to `EHLO`: everything by default.
+#[derive(Debug, Clone, Copy)]
+pub struct Offers {
+    pub pipelining: bool,
+    pub auth_plain: bool,
+    pub auth_login: bool,
+}
+
+impl Default for Offers {
+    fn default() -> Self {
+        Self {
+            pipelining: true,
+            auth_plain: true,
+            auth_login: true,
+        }
+    }
+}
+
+impl Offers {
+    fn ehlo_reply(self) -> String {
+        let mut reply = String::from("250-sink.test\r\n250-8BITMIME\r\n");
+        let auth: Vec<&str> = [(self.auth_plain, "PLAIN"), (self.auth_login, "LOGIN")]
+            .into_iter()
+            .filter_map(|(offered, name)| offered.then_some(name))
+            .collect();
+        if !auth.is_empty() {
+            reply.push_str(&format!("250-AUTH {}\r\n", auth.join(" ")));
+        }
+        if self.pipelining {
+            reply.push_str("250-PIPELINING\r\n");
+        }
+        reply.push_str("250 SMTPUTF8\r\n");
+        reply
+    }
+}
+
 /// A running (or stopped) sink; stops when dropped.
 pub struct SmtpSink {
     addr: SocketAddr,
@@ -151,8 +192,11 @@ pub struct SmtpSink {
     running: Mutex<CancellationToken>,
 }
 
-/// What the sink's sessions record.
+/// What the sink's sessions record, and what they are told.
 struct Seen {
+    offers: Offers,
+    /// Recipients `RCPT TO` refuses (550).
+    refused: Mutex<Vec<String>>,
     mails: Mutex<Vec<ReceivedMail>>,
     /// The user names of successful `AUTH PLAIN`s.
     logins: Mutex<Vec<String>>,
@@ -163,9 +207,11 @@ struct Seen {
     held: AtomicUsize,
 }
 
-impl Default for Seen {
-    fn default() -> Self {
+impl Seen {
+    fn new(offers: Offers) -> Self {
         Self {
+            offers,
+            refused: Mutex::default(),
             mails: Mutex::default(),
             logins: Mutex::default(),
             connections: AtomicUsize::default(),
@@ -178,10 +224,15 @@ impl Default for Seen {
 impl SmtpSink {
     /// Listens on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_offering(Offers::default()).await
+    }
+
+    /// Listens on a free loopback port, offering only `offers`.
+    pub async fn start_offering(offers: Offers) -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
         let sink = Self {
             addr,
-            seen: Arc::default(),
+            seen: Arc::new(Seen::new(offers)),
             running: Mutex::new(CancellationToken::new()),
         };
         sink.listen().await;
@@ -202,7 +253,13 @@ impl SmtpSink {
         self.seen.mails.lock().unwrap().clone()
     }
 
-    /// The user names clients authenticated as (`AUTH PLAIN`, any password), in order.
+    /// From now on `RCPT TO:<recipient>` gets `550 5.1.1` (the relay knows no such user).
+    pub fn refuse(&self, recipient: &str) {
+        self.seen.refused.lock().unwrap().push(recipient.to_owned());
+    }
+
+    /// The user names clients authenticated as (`AUTH PLAIN` or `LOGIN`, any password), in
+    /// order.
     pub fn logins(&self) -> Vec<String> {
         self.seen.logins.lock().unwrap().clone()
     }
@@ -332,6 +389,7 @@ async fn session(stream: TcpStream, seen: Arc<Seen>) -> std::io::Result<()> {
         .await?;
     let mut from = String::new();
     let mut to = Vec::new();
+    let mut pipelined = false;
     let mut line = String::new();
     loop {
         line.clear();
@@ -339,35 +397,45 @@ async fn session(stream: TcpStream, seen: Arc<Seen>) -> std::io::Result<()> {
             return Ok(());
         }
         let command = line.trim_end().to_owned();
-        let verb = command
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        let reply: &[u8] = match verb.as_str() {
-            "EHLO" => b"250-sink.test\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 PIPELINING\r\n",
-            "AUTH" => match plain_login(&command) {
-                Some(user) => {
-                    seen.logins.lock().unwrap().push(user);
-                    b"235 2.7.0 Authentication successful\r\n"
-                }
-                None => b"535 5.7.8 Authentication credentials invalid\r\n",
-            },
-            "HELO" | "NOOP" => b"250 OK\r\n",
+        let mut words = command.split_whitespace();
+        let verb = words.next().unwrap_or_default().to_ascii_uppercase();
+        let mechanism = words.next().unwrap_or_default().to_ascii_uppercase();
+        let offers = seen.offers;
+        let reply: std::borrow::Cow<'static, [u8]> = match verb.as_str() {
+            "EHLO" => offers.ehlo_reply().into_bytes().into(),
+            "AUTH" if mechanism == "PLAIN" && offers.auth_plain => {
+                authenticated(&seen, plain_login(&command))
+            }
+            "AUTH" if mechanism == "LOGIN" && offers.auth_login => {
+                let user = login(&mut lines, &mut write).await?;
+                authenticated(&seen, user)
+            }
+            "AUTH" => b"504 5.5.4 Unrecognized authentication type\r\n".into(),
+            "HELO" | "NOOP" => b"250 OK\r\n".into(),
             "MAIL" => {
                 from = address(&command);
                 to.clear();
-                b"250 OK\r\n"
+                pipelined = lines
+                    .buffer()
+                    .windows(6)
+                    .any(|w| w.eq_ignore_ascii_case(b"DATA\r\n"));
+                b"250 OK\r\n".into()
             }
             "RCPT" => {
-                to.push(address(&command));
-                b"250 OK\r\n"
+                let recipient = address(&command);
+                if seen.refused.lock().unwrap().contains(&recipient) {
+                    b"550 5.1.1 No such user here\r\n".into()
+                } else {
+                    to.push(recipient);
+                    b"250 OK\r\n".into()
+                }
             }
             "RSET" => {
                 from.clear();
                 to.clear();
-                b"250 OK\r\n"
+                b"250 OK\r\n".into()
             }
+            "DATA" if to.is_empty() => b"554 5.5.1 No valid recipients\r\n".into(),
             "DATA" => {
                 write
                     .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
@@ -387,20 +455,56 @@ async fn session(stream: TcpStream, seen: Arc<Seen>) -> std::io::Result<()> {
                     from: std::mem::take(&mut from),
                     to: std::mem::take(&mut to),
                     data,
+                    pipelined,
                 };
                 if !accept(&seen, mail, &mut lines).await {
                     return Ok(());
                 }
-                b"250 OK queued\r\n"
+                b"250 OK queued\r\n".into()
             }
             "QUIT" => {
                 write.write_all(b"221 Bye\r\n").await?;
                 return Ok(());
             }
-            _ => b"502 Command not implemented\r\n",
+            _ => b"502 Command not implemented\r\n".into(),
         };
-        write.write_all(reply).await?;
+        write.write_all(&reply).await?;
     }
+}
+
+fn authenticated(seen: &Seen, user: Option<String>) -> std::borrow::Cow<'static, [u8]> {
+    match user {
+        Some(user) => {
+            seen.logins.lock().unwrap().push(user);
+            b"235 2.7.0 Authentication successful\r\n".into()
+        }
+        None => b"535 5.7.8 Authentication credentials invalid\r\n".into(),
+    }
+}
+
+/// `AUTH LOGIN`'s two challenges (`Username:`, `Password:`, base64); the user name answered.
+async fn login(
+    client: &mut BufReader<OwnedReadHalf>,
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+) -> std::io::Result<Option<String>> {
+    let mut answers = Vec::new();
+    for challenge in ["Username:", "Password:"] {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(challenge);
+        write
+            .write_all(format!("334 {encoded}\r\n").as_bytes())
+            .await?;
+        let mut answer = String::new();
+        client.read_line(&mut answer).await?;
+        answers.push(
+            base64::engine::general_purpose::STANDARD
+                .decode(answer.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok()),
+        );
+    }
+    let password = answers.pop().flatten();
+    let user = answers.pop().flatten();
+    Ok(user.filter(|_| password.is_some()))
 }
 
 /// Keeps `mail`, or, while the sink holds mails past its count, waits to be released first.

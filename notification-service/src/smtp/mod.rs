@@ -1,5 +1,6 @@
-//! The SMTP client: lettre speaks the protocol ([`AsyncSmtpConnection`]); this module opens the
-//! connections (with `TCP_NODELAY`) and keeps them open for the next mail.
+//! The SMTP client: connections to one relay, opened on demand (with `TCP_NODELAY`) and kept
+//! for the next mail; [`session`] speaks the protocol on each, pipelining each mail's commands
+//! when the relay offers it.
 //!
 //! Why not lettre's `AsyncSmtpTransport`: in lettre 0.11.23 every mail waited about 40 ms for
 //! nothing. lettre writes a mail's body and its closing `.` in two writes and leaves Nagle's
@@ -9,24 +10,28 @@
 //! half idle (`make bench`'s drain; 2,635 a second without the wait). Upstream has merged the fix
 //! (lettre pull request 1159) but not released it. lettre's pool also sends a `NOOP` before every
 //! reuse of a connection, a round trip per mail; here only a connection idle for
-//! [`TEST_IDLE_AFTER`] or longer is tested first.
+//! [`TEST_IDLE_AFTER`] or longer is tested first. And lettre's connection does not pipeline
+//! (see [`session`]).
 //!
 //! At most `pool_max_size` conversations run at once, each on a connection of its own; a sender
 //! beyond that waits for one to finish. The connections stay open between mails (up to that
 //! many), and a connection that failed is dropped, never reused.
 
-use std::pin::Pin;
-use std::sync::Mutex;
-use std::task::{Context, Poll};
+mod session;
+
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::{SMTP_PORT, SUBMISSION_PORT, SUBMISSIONS_PORT};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio_util::either::Either;
+
+pub use session::Reply;
+use session::Session;
 
 /// A connection unused for this long is tested with `NOOP` before it carries a mail: relays close
 /// idle connections (RFC 5321 asks them to wait at least 5 minutes; some wait less).
@@ -34,13 +39,21 @@ pub const TEST_IDLE_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SmtpError {
-    #[error("{0}")]
-    Smtp(#[from] lettre::transport::smtp::Error),
     #[error("connecting to {relay}: {source}")]
     Connect {
         relay: String,
         source: std::io::Error,
     },
+    #[error("the relay answered {command} with {reply}")]
+    Refused { command: &'static str, reply: Reply },
+    #[error("the relay does not offer {0}")]
+    Unsupported(&'static str),
+    #[error("the TLS handshake after STARTTLS: {0}")]
+    Tls(std::io::Error),
+    #[error("talking to the relay: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
@@ -51,14 +64,15 @@ enum Security {
     None,
     /// `STARTTLS` after the greeting; `required: false` goes on in plain text when the relay
     /// does not offer it.
-    StartTls { tls: TlsParameters, required: bool },
-    /// TLS from the first byte (`smtps://`, port 465). lettre can only start TLS on a socket it
-    /// opened itself, so this one is tokio-rustls's, with the same roots (webpki-roots) and
-    /// cryptography (ring) as lettre's.
-    Implicit {
-        tls: tokio_rustls::TlsConnector,
-        name: rustls::pki_types::ServerName<'static>,
-    },
+    StartTls { tls: Tls, required: bool },
+    /// TLS from the first byte (`smtps://`, port 465).
+    Implicit(Tls),
+}
+
+/// TLS with the relay: rustls (ring), the Mozilla roots (webpki-roots), the relay's host name.
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
 }
 
 /// Where and how to connect, from the URL.
@@ -77,7 +91,7 @@ impl std::fmt::Debug for Relay {
             Security::None => "none",
             Security::StartTls { required: true, .. } => "starttls (required)",
             Security::StartTls { .. } => "starttls (opportunistic)",
-            Security::Implicit { .. } => "tls",
+            Security::Implicit(_) => "tls",
         };
         f.debug_struct("Relay")
             .field("host", &self.host)
@@ -105,13 +119,13 @@ impl Relay {
             ("smtp", None) => (Security::None, SMTP_PORT),
             ("smtp", Some(mode @ ("required" | "opportunistic"))) => (
                 Security::StartTls {
-                    tls: TlsParameters::new(host.clone()).map_err(|e| e.to_string())?,
+                    tls: tls_with(&host)?,
                     required: mode == "required",
                 },
                 SUBMISSION_PORT,
             ),
             // lettre ignores `tls=` here too: the connection is TLS from the start anyway.
-            ("smtps", _) => (implicit_tls(&host)?, SUBMISSIONS_PORT),
+            ("smtps", _) => (Security::Implicit(tls_with(&host)?), SUBMISSIONS_PORT),
             (scheme, tls) => {
                 return Err(format!(
                     "unknown scheme {scheme:?} or tls parameter {tls:?} (smtp://, \
@@ -142,7 +156,7 @@ impl Relay {
         })
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SmtpError> {
+    async fn connect(&self) -> Result<Session, SmtpError> {
         let failed = |source| SmtpError::Connect {
             relay: format!("{}:{}", self.host, self.port),
             source,
@@ -150,30 +164,37 @@ impl Relay {
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(failed)?;
-        // The point of this module: see its documentation.
+        // Each write is a whole command group or message: nothing is gained by Nagle's
+        // algorithm holding it back (see this module's documentation).
         stream.set_nodelay(true).map_err(failed)?;
-        let mut conn = match &self.security {
-            Security::Implicit { tls, name } => {
-                let stream = tls.connect(name.clone(), stream).await.map_err(failed)?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(Tls(stream)), &self.hello)
-                    .await?
+        let mut session = match &self.security {
+            Security::Implicit(tls) => {
+                let stream = tls
+                    .connector
+                    .connect(tls.name.clone(), stream)
+                    .await
+                    .map_err(failed)?;
+                Session::start(Either::Right(stream), &self.hello).await?
             }
-            _ => AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await?,
+            _ => Session::start(Either::Left(stream), &self.hello).await?,
         };
-        match &self.security {
-            Security::StartTls { tls, required } if *required || conn.can_starttls() => {
-                conn.starttls(tls.clone(), &self.hello).await?;
+        if let Security::StartTls { tls, required } = &self.security {
+            if session.extensions().starttls {
+                session = session.starttls(tls, &self.hello).await?;
+            } else if *required {
+                return Err(SmtpError::Unsupported(
+                    "STARTTLS, which tls=required asks for",
+                ));
             }
-            _ => {}
         }
         if let Some(credentials) = &self.credentials {
-            conn.auth(DEFAULT_MECHANISMS, credentials).await?;
+            session.authenticate(credentials).await?;
         }
-        Ok(conn)
+        Ok(session)
     }
 }
 
-fn implicit_tls(host: &str) -> Result<Security, String> {
+fn tls_with(host: &str) -> Result<Tls, String> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -186,48 +207,10 @@ fn implicit_tls(host: &str) -> Result<Security, String> {
     .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| format!("{host:?}: {e}"))?;
-    Ok(Security::Implicit {
-        tls: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+    Ok(Tls {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
         name,
     })
-}
-
-/// A TLS stream lettre can speak SMTP over.
-#[derive(Debug)]
-struct Tls(tokio_rustls::client::TlsStream<TcpStream>);
-
-impl lettre::transport::smtp::client::AsyncTokioStream for Tls {
-    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.0.get_ref().0.peer_addr()
-    }
-}
-
-impl tokio::io::AsyncRead for Tls {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Tls {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
 }
 
 /// SMTP connections to one relay, opened on demand and kept for the next mail.
@@ -239,7 +222,7 @@ pub struct SmtpClient {
     /// One permit per connection that may be open at once.
     permits: Semaphore,
     /// Connections between mails, with when they were last used.
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Session, Instant)>>,
 }
 
 impl SmtpClient {
@@ -265,16 +248,16 @@ impl SmtpClient {
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            let mut conn = match self.take_idle().await {
-                Some(conn) => conn,
+            let mut session = match self.take_idle().await {
+                Some(session) => session,
                 None => self.relay.connect().await?,
             };
-            // On an error lettre has closed the connection already: it is dropped here.
-            conn.send(envelope, message).await?;
+            // On an error the session is dropped here, closing its connection.
+            session.send(envelope, message).await?;
             self.idle
                 .lock()
                 .expect("not poisoned")
-                .push((conn, Instant::now()));
+                .push((session, Instant::now()));
             Ok(())
         })
         .await
@@ -282,14 +265,13 @@ impl SmtpClient {
     }
 
     /// The most recently used idle connection, tested first if it was idle for long.
-    async fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    async fn take_idle(&self) -> Option<Session> {
         loop {
-            let (mut conn, since) = self.idle.lock().expect("not poisoned").pop()?;
-            if since.elapsed() < TEST_IDLE_AFTER || conn.test_connected().await {
-                return Some(conn);
+            let (mut session, since) = self.idle.lock().expect("not poisoned").pop()?;
+            if since.elapsed() < TEST_IDLE_AFTER || session.is_alive().await {
+                return Some(session);
             }
             tracing::debug!("dropping an SMTP connection the relay closed");
-            conn.abort().await;
         }
     }
 }
@@ -307,7 +289,7 @@ impl std::fmt::Debug for SmtpClient {
 mod tests {
     use lettre::message::Mailbox;
     use lettre::{Address, Message};
-    use service_kit::testing::smtp::SmtpSink;
+    use service_kit::testing::smtp::{Offers, SmtpSink};
 
     use super::*;
 
@@ -414,6 +396,138 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_relay_that_offers_pipelining_gets_each_envelope_with_data_in_one_write() {
+        let sink = SmtpSink::start().await;
+        let client = SmtpClient::new(&sink.url(), Duration::from_secs(5), 1).unwrap();
+        for n in 0..3 {
+            send(&client, n).await.unwrap();
+        }
+        let mails = sink.mails();
+        assert_eq!(mails.len(), 3);
+        assert!(mails.iter().all(|m| m.pipelined), "{mails:?}");
+    }
+
+    #[tokio::test]
+    async fn a_relay_without_pipelining_gets_one_command_at_a_time() {
+        let sink = SmtpSink::start_offering(Offers {
+            pipelining: false,
+            ..Offers::default()
+        })
+        .await;
+        let client = SmtpClient::new(&sink.url(), Duration::from_secs(5), 1).unwrap();
+        for n in 0..3 {
+            send(&client, n).await.unwrap();
+        }
+        let mails = sink.mails();
+        assert_eq!(mails.len(), 3);
+        assert!(mails.iter().all(|m| !m.pipelined), "{mails:?}");
+        assert_eq!(sink.connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_recipient_fails_its_mail_alone() {
+        for pipelining in [true, false] {
+            let sink = SmtpSink::start_offering(Offers {
+                pipelining,
+                ..Offers::default()
+            })
+            .await;
+            sink.refuse("user1@example.com");
+            let client = SmtpClient::new(&sink.url(), Duration::from_secs(5), 1).unwrap();
+            send(&client, 0).await.unwrap();
+            let refused = send(&client, 1).await.unwrap_err();
+            assert!(
+                matches!(
+                    &refused,
+                    SmtpError::Refused { command: "RCPT TO", reply } if reply.code == 550
+                ),
+                "{refused:?}"
+            );
+            assert_eq!(
+                refused.to_string(),
+                "the relay answered RCPT TO with 550 5.1.1 No such user here"
+            );
+            // The refused mail's session is dropped; the next mail opens another.
+            send(&client, 2).await.unwrap();
+            let to: Vec<String> = sink.mails().into_iter().flat_map(|m| m.to).collect();
+            assert_eq!(to, ["user0@example.com", "user2@example.com"]);
+            assert_eq!(sink.connections(), 2, "pipelining: {pipelining}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_arrives_as_written_whatever_its_dots_and_last_line() {
+        let sink = SmtpSink::start().await;
+        let client = SmtpClient::new(&sink.url(), Duration::from_secs(5), 1).unwrap();
+        let (envelope, _) = mail(0);
+        let dotted = "Subject: dots\r\n\r\n.hidden\r\n..two\r\n.\r\nend\r\n";
+        client.send(&envelope, dotted.as_bytes()).await.unwrap();
+        // Without a line end at the end, the message gets one (RFC 5321 4.1.1.4).
+        let unterminated = "Subject: open\r\n\r\nlast line";
+        client
+            .send(&envelope, unterminated.as_bytes())
+            .await
+            .unwrap();
+        let data: Vec<String> = sink.mails().into_iter().map(|m| m.data).collect();
+        assert_eq!(data, [dotted.to_owned(), format!("{unterminated}\r\n")]);
+    }
+
+    #[tokio::test]
+    async fn auth_login_serves_a_relay_that_offers_nothing_else() {
+        let sink = SmtpSink::start_offering(Offers {
+            auth_plain: false,
+            ..Offers::default()
+        })
+        .await;
+        let url = format!("smtp://ada%40ops:pw@127.0.0.1:{}", sink.port());
+        let client = SmtpClient::new(&url, Duration::from_secs(5), 1).unwrap();
+        send(&client, 1).await.unwrap();
+        assert_eq!(sink.logins(), ["ada@ops"]);
+        assert_eq!(sink.mails().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn credentials_fail_clearly_when_the_relay_offers_no_mechanism_we_speak() {
+        let sink = SmtpSink::start_offering(Offers {
+            auth_plain: false,
+            auth_login: false,
+            ..Offers::default()
+        })
+        .await;
+        let url = format!("smtp://ada:pw@127.0.0.1:{}", sink.port());
+        let client = SmtpClient::new(&url, Duration::from_secs(5), 1).unwrap();
+        let outcome = send(&client, 1).await;
+        assert!(
+            matches!(outcome, Err(SmtpError::Unsupported(_))),
+            "{outcome:?}"
+        );
+        assert!(sink.mails().is_empty());
+    }
+
+    #[tokio::test]
+    async fn required_tls_never_falls_back_to_plain_text_and_opportunistic_tls_does() {
+        // The sink offers no STARTTLS.
+        let sink = SmtpSink::start().await;
+        let url = format!("smtp://ada:pw@127.0.0.1:{}?tls=required", sink.port());
+        let client = SmtpClient::new(&url, Duration::from_secs(5), 1).unwrap();
+        let outcome = send(&client, 1).await;
+        let Err(error @ SmtpError::Unsupported(_)) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(
+            error.to_string(),
+            "the relay does not offer STARTTLS, which tls=required asks for"
+        );
+        assert!(sink.logins().is_empty(), "credentials went in plain text");
+        assert!(sink.mails().is_empty());
+
+        let url = format!("smtp://ada:pw@127.0.0.1:{}?tls=opportunistic", sink.port());
+        let client = SmtpClient::new(&url, Duration::from_secs(5), 1).unwrap();
+        send(&client, 2).await.unwrap();
+        assert_eq!(sink.mails().len(), 1);
+    }
+
+    #[tokio::test]
     async fn credentials_in_the_url_authenticate_each_connection() {
         let sink = SmtpSink::start().await;
         let url = format!("smtp://ada%40ops:pw@127.0.0.1:{}", sink.port());
@@ -496,6 +610,94 @@ mod tests {
             "{outcome:?}"
         );
         assert!(sink.mails().is_empty());
+    }
+
+    /// A relay that offers `STARTTLS` (and `AUTH PLAIN`), answers it with `ready` in one write,
+    /// then starts TLS with a certificate no public root signed. Returns its URL (with
+    /// credentials) and, when the conversation ends, the lines it read in plain text and how
+    /// the handshake went.
+    async fn starttls_relay(
+        ready: &'static str,
+    ) -> (String, tokio::task::JoinHandle<(Vec<String>, String)>) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+        const PEM: &[u8] = include_bytes!("testdata/self-signed-localhost.pem");
+        let certificate = CertificateDer::from_pem_slice(PEM).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(PEM).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(
+            rustls::crypto::ring::default_provider().into(),
+        )
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate], key)
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "smtp://ada:pw@localhost:{}?tls=required",
+            listener.local_addr().unwrap().port()
+        );
+        let relay = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut stream = BufReader::new(stream);
+            let mut heard = Vec::new();
+            let mut say = async |stream: &mut BufReader<TcpStream>, reply: &str| {
+                stream.get_mut().write_all(reply.as_bytes()).await.unwrap();
+                let mut line = String::new();
+                stream.read_line(&mut line).await.unwrap();
+                heard.push(line.trim_end().to_owned());
+            };
+            say(&mut stream, "220 relay.test\r\n").await;
+            say(
+                &mut stream,
+                "250-relay.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n",
+            )
+            .await;
+            stream.get_mut().write_all(ready.as_bytes()).await.unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            let handshake = match acceptor.accept(stream.into_inner()).await {
+                Ok(_) => "completed".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            (heard, handshake)
+        });
+        (url, relay)
+    }
+
+    #[tokio::test]
+    async fn starttls_checks_the_relays_certificate_before_any_credential_goes() {
+        let (url, relay) = starttls_relay("220 2.0.0 Ready to start TLS\r\n").await;
+        let client = SmtpClient::new(&url, Duration::from_secs(5), 1).unwrap();
+        let outcome = send(&client, 1).await;
+        let Err(error @ SmtpError::Tls(_)) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+        let (heard, handshake) = relay.await.unwrap();
+        assert!(heard[0].starts_with("EHLO "), "{heard:?}");
+        assert_eq!(heard[1], "STARTTLS");
+        assert_eq!(heard.len(), 2);
+        // The client hello arrived and the client refused the certificate.
+        assert!(handshake.contains("UnknownCA"), "{handshake}");
+    }
+
+    #[tokio::test]
+    async fn bytes_after_the_starttls_reply_end_the_conversation() {
+        // An answer to the first encrypted command, sent before encryption (injected).
+        let (url, relay) = starttls_relay("220 2.0.0 Ready\r\n235 2.7.0 Accepted\r\n").await;
+        let client = SmtpClient::new(&url, Duration::from_secs(5), 1).unwrap();
+        let outcome = send(&client, 1).await;
+        let Err(error @ SmtpError::Protocol(_)) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(
+            error.to_string(),
+            "the relay sent more after its STARTTLS reply"
+        );
+        let (_, handshake) = relay.await.unwrap();
+        assert_ne!(handshake, "completed");
     }
 
     #[tokio::test]
