@@ -506,6 +506,22 @@ class Run:
                 out.append((int(at), [i for i in ids.split(",") if i]))
         return out
 
+    def wait_idle(self, before: str, limit: float = 15):
+        """Waits until the services use under 2 % of a core (over 0.5 s; at most `limit`
+        seconds), so that what a scenario left running is not measured in the next: when wrk
+        stops, the requests it sent are still served, e.g. 64 registrations waiting for their
+        argon2 hashes (each holding a 7 MiB block) for about a second."""
+        pids = [p.pid for p in self.service_procs.values()]
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < limit:
+            before_s = sum(tree_cpu_s(pid) for pid in pids)
+            time.sleep(0.5)
+            if sum(tree_cpu_s(pid) for pid in pids) - before_s < 0.01:
+                break
+        waited = time.monotonic() - t0
+        if waited > 1:
+            log(f"  (waited {waited:.1f} s for the services to go idle before {before})")
+
     def wait_quiet(self, what: str, limit: float):
         """Waits until the SMTP sink has received nothing for 2 s (at most `limit` seconds)."""
         if "notification-service" not in self.service_procs:
@@ -603,6 +619,7 @@ class Run:
             env["BENCH_DATA"] = self.data_file(key, rows)
         url = f"http://127.0.0.1:{self.ports[service]}"
         seconds = ARGON2_RUN_S if note == "argon2" else RUN_S
+        self.wait_idle(key)
         self.sampler.phase = f"{key}"
         try:
             if WARMUP_S > 0:
