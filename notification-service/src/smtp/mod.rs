@@ -612,20 +612,36 @@ mod tests {
         assert!(sink.mails().is_empty());
     }
 
+    const TEST_PEM: &[u8] = include_bytes!("testdata/self-signed-localhost.pem");
+
+    /// What a relay heard: in plain text, how the TLS handshake went, and under TLS.
+    type Heard = (Vec<String>, String, Vec<String>);
+
+    /// Writes `reply`, then reads the client's next line into `heard`.
+    async fn answer(
+        stream: &mut (impl tokio::io::AsyncBufRead + tokio::io::AsyncWrite + Unpin),
+        reply: &str,
+        heard: &mut Vec<String>,
+    ) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        stream.write_all(reply.as_bytes()).await.unwrap();
+        stream.flush().await.unwrap();
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        heard.push(line.trim_end().to_owned());
+    }
+
     /// A relay that offers `STARTTLS` (and `AUTH PLAIN`), answers it with `ready` in one write,
     /// then starts TLS with a certificate no public root signed. Returns its URL (with
-    /// credentials) and, when the conversation ends, the lines it read in plain text and how
-    /// the handshake went.
-    async fn starttls_relay(
-        ready: &'static str,
-    ) -> (String, tokio::task::JoinHandle<(Vec<String>, String)>) {
+    /// credentials) and, when the conversation ends, what it heard. If the handshake
+    /// completes, it takes one mail under TLS, offering `AUTH PLAIN` and `PIPELINING`.
+    async fn starttls_relay(ready: &'static str) -> (String, tokio::task::JoinHandle<Heard>) {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-        const PEM: &[u8] = include_bytes!("testdata/self-signed-localhost.pem");
-        let certificate = CertificateDer::from_pem_slice(PEM).unwrap();
-        let key = PrivateKeyDer::from_pem_slice(PEM).unwrap();
+        let certificate = CertificateDer::from_pem_slice(TEST_PEM).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(TEST_PEM).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(
             rustls::crypto::ring::default_provider().into(),
         )
@@ -643,25 +659,41 @@ mod tests {
             let (stream, _) = listener.accept().await.unwrap();
             let mut stream = BufReader::new(stream);
             let mut heard = Vec::new();
-            let mut say = async |stream: &mut BufReader<TcpStream>, reply: &str| {
-                stream.get_mut().write_all(reply.as_bytes()).await.unwrap();
-                let mut line = String::new();
-                stream.read_line(&mut line).await.unwrap();
-                heard.push(line.trim_end().to_owned());
-            };
-            say(&mut stream, "220 relay.test\r\n").await;
-            say(
-                &mut stream,
-                "250-relay.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n",
-            )
-            .await;
+            answer(&mut stream, "220 relay.test\r\n", &mut heard).await;
+            let offers = "250-relay.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n";
+            answer(&mut stream, offers, &mut heard).await;
             stream.get_mut().write_all(ready.as_bytes()).await.unwrap();
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-            let handshake = match acceptor.accept(stream.into_inner()).await {
-                Ok(_) => "completed".to_owned(),
-                Err(e) => e.to_string(),
+            let encrypted = match acceptor.accept(stream.into_inner()).await {
+                Ok(encrypted) => encrypted,
+                Err(e) => return (heard, e.to_string(), Vec::new()),
             };
-            (heard, handshake)
+            let mut stream = BufReader::new(encrypted);
+            let mut under_tls = Vec::new();
+            let mut line = String::new();
+            stream.read_line(&mut line).await.unwrap();
+            under_tls.push(line.trim_end().to_owned());
+            let offers = "250-relay.test\r\n250-AUTH PLAIN\r\n250 PIPELINING\r\n";
+            answer(&mut stream, offers, &mut under_tls).await;
+            answer(&mut stream, "235 2.7.0 Accepted\r\n", &mut under_tls).await;
+            // MAIL FROM is in hand; RCPT TO and DATA came with it.
+            for _ in 0..2 {
+                line.clear();
+                stream.read_line(&mut line).await.unwrap();
+                under_tls.push(line.trim_end().to_owned());
+            }
+            let go_ahead = "250 OK\r\n250 OK\r\n354 Go ahead\r\n";
+            answer(&mut stream, go_ahead, &mut under_tls).await;
+            while under_tls.last().is_some_and(|line| line != ".") {
+                line.clear();
+                if stream.read_line(&mut line).await.unwrap() == 0 {
+                    break;
+                }
+                under_tls.push(line.trim_end().to_owned());
+            }
+            stream.write_all(b"250 OK queued\r\n").await.unwrap();
+            stream.flush().await.unwrap();
+            (heard, "completed".to_owned(), under_tls)
         });
         (url, relay)
     }
@@ -675,7 +707,7 @@ mod tests {
             panic!("{outcome:?}");
         };
         assert!(error.to_string().contains("UnknownIssuer"), "{error}");
-        let (heard, handshake) = relay.await.unwrap();
+        let (heard, handshake, _) = relay.await.unwrap();
         assert!(heard[0].starts_with("EHLO "), "{heard:?}");
         assert_eq!(heard[1], "STARTTLS");
         assert_eq!(heard.len(), 2);
@@ -696,8 +728,51 @@ mod tests {
             error.to_string(),
             "the relay sent more after its STARTTLS reply"
         );
-        let (_, handshake) = relay.await.unwrap();
+        let (_, handshake, _) = relay.await.unwrap();
         assert_ne!(handshake, "completed");
+    }
+
+    #[tokio::test]
+    async fn after_starttls_the_client_says_ehlo_again_and_mails_under_tls() {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+
+        let (url, relay) = starttls_relay("220 2.0.0 Ready to start TLS\r\n").await;
+        let mut client = SmtpClient::new(&url, Duration::from_secs(5), 1).unwrap();
+        // Trust the relay's certificate, as if a public root had signed it.
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(TEST_PEM).unwrap())
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(
+            rustls::crypto::ring::default_provider().into(),
+        )
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        client.relay.security = Security::StartTls {
+            tls: Tls {
+                connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+                name: "localhost".try_into().unwrap(),
+            },
+            required: true,
+        };
+        send(&client, 7).await.unwrap();
+        let (plain, handshake, under_tls) = relay.await.unwrap();
+        assert_eq!(handshake, "completed");
+        assert_eq!(plain.len(), 2, "{plain:?}");
+        assert_eq!(plain[1], "STARTTLS");
+        // What the relay offered before TLS is forgotten: the client asks again.
+        assert!(under_tls[0].starts_with("EHLO "), "{under_tls:?}");
+        assert!(under_tls[1].starts_with("AUTH PLAIN "), "{under_tls:?}");
+        assert_eq!(under_tls[2], "MAIL FROM:<sender@example.com>");
+        assert_eq!(under_tls[3], "RCPT TO:<user7@example.com>");
+        assert_eq!(under_tls[4], "DATA");
+        assert!(
+            under_tls.contains(&"Subject: mail 7".to_owned()),
+            "{under_tls:?}"
+        );
     }
 
     #[tokio::test]
