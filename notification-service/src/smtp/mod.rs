@@ -198,19 +198,26 @@ fn tls_with(host: &str) -> Result<Tls, String> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let config = rustls::ClientConfig::builder_with_provider(
-        rustls::crypto::ring::default_provider().into(),
-    )
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| format!("{host:?}: {e}"))?;
-    Ok(Tls {
-        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
-        name,
-    })
+    Tls::trusting(roots, host)
+}
+
+impl Tls {
+    /// TLS with `host`, whose certificate one of `roots` signed.
+    fn trusting(roots: rustls::RootCertStore, host: &str) -> Result<Self, String> {
+        let config = rustls::ClientConfig::builder_with_provider(
+            rustls::crypto::ring::default_provider().into(),
+        )
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("{host:?}: {e}"))?;
+        Ok(Self {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
 }
 
 /// SMTP connections to one relay, opened on demand and kept for the next mail.
@@ -744,18 +751,8 @@ mod tests {
         roots
             .add(CertificateDer::from_pem_slice(TEST_PEM).unwrap())
             .unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(
-            rustls::crypto::ring::default_provider().into(),
-        )
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         client.relay.security = Security::StartTls {
-            tls: Tls {
-                connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
-                name: "localhost".try_into().unwrap(),
-            },
+            tls: Tls::trusting(roots, "localhost").unwrap(),
             required: true,
         };
         send(&client, 7).await.unwrap();

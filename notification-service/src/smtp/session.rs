@@ -27,6 +27,8 @@ use super::{SmtpError, Tls};
 const MAX_LINE: u64 = 2048;
 /// Nor is a reply of more lines than this.
 const MAX_LINES: usize = 100;
+/// `RCPT TO`'s positive replies (251: "not local; will forward").
+const RCPT_OK: &[u16] = &[250, 251];
 
 type Stream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
 
@@ -95,7 +97,7 @@ impl Session {
             out: Vec::with_capacity(1024),
             extensions: Extensions::default(),
         };
-        session.expect("the connection", 220).await?;
+        session.expect("the connection", &[220]).await?;
         session.ehlo(hello).await?;
         Ok(session)
     }
@@ -107,7 +109,7 @@ impl Session {
     async fn ehlo(&mut self, hello: &ClientId) -> Result<(), SmtpError> {
         self.write(Ehlo::new(hello.clone()));
         self.flush().await?;
-        let reply = self.expect("EHLO", 250).await?;
+        let reply = self.expect("EHLO", &[250]).await?;
         self.extensions = Extensions::from_ehlo(&reply);
         Ok(())
     }
@@ -117,7 +119,7 @@ impl Session {
     pub async fn starttls(mut self, tls: &Tls, hello: &ClientId) -> Result<Self, SmtpError> {
         self.write(Starttls);
         self.flush().await?;
-        self.expect("STARTTLS", 220).await?;
+        self.expect("STARTTLS", &[220]).await?;
         // Anything the relay sent after that reply came before the encryption and could be an
         // attacker's answer to the first encrypted command (CVE-2011-0411's other side).
         if !self.stream.buffer().is_empty() {
@@ -179,7 +181,7 @@ impl Session {
     /// Whether the relay still answers (`NOOP`).
     pub async fn is_alive(&mut self) -> bool {
         self.write(Noop);
-        self.flush().await.is_ok() && self.expect("NOOP", 250).await.is_ok()
+        self.flush().await.is_ok() && self.expect("NOOP", &[250]).await.is_ok()
     }
 
     /// Sends one mail: `message` is the formatted message (headers and body).
@@ -208,24 +210,24 @@ impl Session {
         self.write(Mail::new(envelope.from().cloned(), parameters));
         if !pipelining {
             self.flush().await?;
-            self.expect("MAIL FROM", 250).await?;
+            self.expect("MAIL FROM", &[250]).await?;
         }
         for to in envelope.to() {
             self.write(Rcpt::new(to.clone(), Vec::new()));
             if !pipelining {
                 self.flush().await?;
-                self.expect_rcpt().await?;
+                self.expect("RCPT TO", RCPT_OK).await?;
             }
         }
         self.write(Data);
         self.flush().await?;
         if pipelining {
-            self.expect("MAIL FROM", 250).await?;
+            self.expect("MAIL FROM", &[250]).await?;
             for _ in envelope.to() {
-                self.expect_rcpt().await?;
+                self.expect("RCPT TO", RCPT_OK).await?;
             }
         }
-        self.expect("DATA", 354).await?;
+        self.expect("DATA", &[354]).await?;
 
         stuff_dots(message, &mut self.out);
         self.out.extend_from_slice(if message.ends_with(b"\r\n") {
@@ -234,7 +236,7 @@ impl Session {
             b"\r\n.\r\n"
         });
         self.flush().await?;
-        self.expect("the message", 250).await?;
+        self.expect("the message", &[250]).await?;
         Ok(())
     }
 
@@ -251,21 +253,10 @@ impl Session {
         Ok(())
     }
 
-    async fn expect_rcpt(&mut self) -> Result<(), SmtpError> {
-        // 251: "not local; will forward".
+    /// The next reply, if its code is one of `codes`.
+    async fn expect(&mut self, command: &'static str, codes: &[u16]) -> Result<Reply, SmtpError> {
         let reply = self.reply().await?;
-        match reply.code {
-            250 | 251 => Ok(()),
-            _ => Err(SmtpError::Refused {
-                command: "RCPT TO",
-                reply,
-            }),
-        }
-    }
-
-    async fn expect(&mut self, command: &'static str, code: u16) -> Result<Reply, SmtpError> {
-        let reply = self.reply().await?;
-        if reply.code == code {
+        if codes.contains(&reply.code) {
             Ok(reply)
         } else {
             Err(SmtpError::Refused { command, reply })
