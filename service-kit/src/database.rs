@@ -148,7 +148,17 @@ async fn open(
                     .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
                 match role {
                     Role::Read => options.pragma("query_only", "ON"),
-                    Role::Write => options,
+                    // The writer touches every table's and index's newest pages on each commit;
+                    // with the readers' cache it read them back from the operating system
+                    // again and again. And what a statement or savepoint changes is first
+                    // copied to a sub-journal, a temporary file with a write syscall per page:
+                    // in memory instead (a transaction's pages at most). Alternated
+                    // (`release`, 1,000 users, 2026-11-25 02:50–03:33 UTC): POST /api/orders
+                    // 2,653 / 2,530 → 3,820 / 3,656 a second, 299 / 303 → 197 / 196 µs of
+                    // order-service's CPU; the sub-journal in memory alone made 223–261 µs.
+                    Role::Write => options
+                        .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}"))
+                        .pragma("temp_store", "MEMORY"),
                 }
             })
             .map_sqlx_sqlite_pool_opts(move |pool| {
@@ -165,6 +175,9 @@ async fn open(
 
 /// Page cache per SQLite connection, in KiB.
 const SQLITE_CACHE_KIB: u32 = 256;
+
+/// Page cache of the one SQLite connection that writes, in KiB.
+const SQLITE_WRITER_CACHE_KIB: u32 = 2048;
 
 /// How long a SQLite statement waits for the write lock before failing with "database is
 /// locked" (what sqlx's `busy_timeout` would be).
@@ -693,6 +706,31 @@ mod tests {
             .expect_err("a reader does not write");
         assert!(refused.to_string().contains("readonly"), "{refused}");
         assert_eq!(ids(&db.read).await, [(1, b"one".to_vec())]);
+    }
+
+    /// The writer keeps a larger page cache than each reader, and its temporary files (the
+    /// sub-journal of what a statement or savepoint changes) in memory.
+    #[tokio::test]
+    async fn the_sqlite_writer_has_its_own_cache_and_journals_in_memory() {
+        let db = connections().await;
+        async fn pragma(db: &impl ConnectionTrait, name: &str) -> i64 {
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    format!("PRAGMA {name}"),
+                ))
+                .await
+                .expect("pragma")
+                .expect("a row");
+            row.try_get_by_index(0).expect("a number")
+        }
+        let writer_cache = -i64::from(SQLITE_WRITER_CACHE_KIB);
+        assert_eq!(pragma(&db.write, "cache_size").await, writer_cache);
+        assert_eq!(pragma(&db.write, "temp_store").await, 2, "MEMORY");
+        assert_eq!(
+            pragma(&db.read, "cache_size").await,
+            -i64::from(SQLITE_CACHE_KIB)
+        );
     }
 
     /// An in-memory database is one per pool, so reads and writes share one there.
