@@ -85,9 +85,10 @@ struct Rows {
 /// The sets of inserts being committed on each thread, and what each came to.
 static GATHERED: Gathering<Arc<Inserts>, Result<(), DbErr>> = Gathering::new();
 
-/// The database of each gathered statement sent, for the tests (which run side by side).
+/// The database of each group committed together (a statement on PostgreSQL, a transaction
+/// on SQLite), for the tests (which run side by side).
 #[cfg(test)]
-static GATHERED_STATEMENTS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+static GROUPS_SENT: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
 impl Inserts {
     /// Adds the row `row`: its columns that are set or unchanged.
@@ -193,7 +194,8 @@ impl Inserts {
     /// (two thread wake-ups) cost more than the insert itself: the inserts go as one script,
     /// whose `?` parameters sqlx binds in order across its statements. `BEGIN` and `COMMIT`
     /// stay separate calls, so a failing insert leaves a transaction sea-orm rolls back. The
-    /// text depends only on the tables, columns and numbers of rows, so sqlx prepares it once.
+    /// text depends only on the tables, columns and numbers of rows, so sqlx prepares it once per
+    /// such shape.
     fn sqlite_script(&self, savepoint: bool) -> Statement {
         let backend = DatabaseBackend::Sqlite;
         let mut script = String::new();
@@ -270,7 +272,7 @@ impl Rows {
 /// Commits several sets together: one statement on PostgreSQL, one transaction on SQLite.
 async fn commit_group(db: &Connections, group: &[Arc<Inserts>]) -> Outcome<Result<(), DbErr>> {
     #[cfg(test)]
-    GATHERED_STATEMENTS.lock().unwrap().push(db.read.id());
+    GROUPS_SENT.lock().unwrap().push(db.read.id());
     match db.write.get_database_backend() {
         DatabaseBackend::Postgres => commit_statement(db, group).await,
         _ => commit_transaction(db, group).await,
@@ -629,9 +631,9 @@ mod tests {
             .collect()
     }
 
-    /// How many gathered statements went to `db`.
+    /// How many groups went to `db` together.
     fn gathered(db: &Connections) -> usize {
-        let sent = GATHERED_STATEMENTS.lock().expect("not poisoned");
+        let sent = GROUPS_SENT.lock().expect("not poisoned");
         sent.iter().filter(|on| **on == db.read.id()).count()
     }
 
