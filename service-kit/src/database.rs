@@ -660,8 +660,9 @@ mod tests {
         let wal = std::fs::metadata(file.with_extension("db-wal"))
             .expect("WAL file")
             .len();
-        // ~16 MiB written; 2,000 pages of 4 KiB is ~8 MiB, and a write 12 KiB more.
-        assert!(wal < 9 << 20, "WAL grew to {wal} bytes: not checkpointed");
+        // ~16 MiB written; 2,000 pages of 4 KiB is ~8 MiB, and more while the writer's own
+        // checkpoint finds the other thread's still running (it does not wait for it).
+        assert!(wal < 12 << 20, "WAL grew to {wal} bytes: not checkpointed");
         assert!(
             CHECKPOINTS_ELSEWHERE.load(Ordering::Relaxed) > before,
             "no checkpoint ran off the writer's thread"
