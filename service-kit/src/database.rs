@@ -224,9 +224,9 @@ impl WriteReleases {
             .wait_timeout_while(commits, SQLITE_BUSY_SLICE, |now| *now == seen);
     }
 
-    /// Starts a passive checkpoint of the file at `path` on a thread of its own, through a
-    /// connection of its own, unless one is running already. False if none could start: the
-    /// caller checkpoints itself.
+    /// Starts a passive checkpoint of the file at `path()` on a thread of its own, through a
+    /// connection of its own, unless one is running already (`path` is then not called). False
+    /// if none could start (no file, no thread): the caller checkpoints itself.
     ///
     /// A checkpoint copies the WAL's pages into the database file and syncs it. SQLite's
     /// automatic one runs in the commit that filled the WAL, on the writing connection, and
@@ -236,11 +236,15 @@ impl WriteReleases {
     /// its connection last one checkpoint. Alternated (`release`, SQLite, 5,000 users, the
     /// pipeline at 1,000 orders/s after 40,000 orders): order→e-mail p50 17 / 23 → 7 / 11 ms,
     /// p99 81 / 105 → 60 / 87 ms.
-    fn checkpoint(&self, path: std::path::PathBuf) -> bool {
+    fn checkpoint(&self, path: impl FnOnce() -> Option<std::path::PathBuf>) -> bool {
         use std::sync::atomic::Ordering;
         if self.checkpointing.swap(true, Ordering::AcqRel) {
             return true;
         }
+        let Some(path) = path() else {
+            self.checkpointing.store(false, Ordering::Release);
+            return false;
+        };
         let checkpointing = self.checkpointing.clone();
         let started = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -314,19 +318,21 @@ unsafe extern "C" fn write_released(
     if wal_pages < SQLITE_AUTOCHECKPOINT_PAGES {
         return libsqlite3_sys::SQLITE_OK;
     }
-    // SAFETY: SQLite passes its open connection and the schema name, valid during the call;
-    // the file name it returns is copied before the call ends ("" for a temporary database).
-    let file = unsafe {
-        let name = libsqlite3_sys::sqlite3_db_filename(db, schema);
-        (!name.is_null()).then(|| {
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
-        })
-    }
-    .filter(|name| !name.is_empty());
-    let elsewhere = wal_pages < 2 * SQLITE_AUTOCHECKPOINT_PAGES
-        && file.is_some_and(|file| writes.checkpoint(file.into()));
+    // Until the WAL is reset, every commit comes here: the file's name is looked up only when
+    // a checkpoint is to start.
+    let file = || {
+        // SAFETY: SQLite passes its open connection and the schema name, valid during the
+        // call; the name it returns is copied before the call ends ("" for a temporary
+        // database).
+        let name = unsafe { libsqlite3_sys::sqlite3_db_filename(db, schema) };
+        if name.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null name from SQLite is a NUL-terminated string.
+        let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy();
+        (!name.is_empty()).then(|| std::path::PathBuf::from(name.into_owned()))
+    };
+    let elsewhere = wal_pages < 2 * SQLITE_AUTOCHECKPOINT_PAGES && writes.checkpoint(file);
     if !elsewhere {
         // SAFETY: as above; a passive checkpoint from the WAL hook is what
         // `sqlite3_wal_autocheckpoint` does. Its failure (a reader holding old pages) only
