@@ -953,9 +953,12 @@ def binaries() -> dict:
         entry = {"bytes": path.stat().st_size}
         strip = shutil.which("strip")
         if strip:
-            with tempfile.NamedTemporaryFile() as tmp:
-                if subprocess.run([strip, "-o", tmp.name, str(path)], capture_output=True).returncode == 0:
-                    entry["stripped_bytes"] = Path(tmp.name).stat().st_size
+            # In a folder of its own: strip deletes its output when the input is not an
+            # executable it knows (e.g. a wrapper script running a profiler).
+            with tempfile.TemporaryDirectory() as tmp:
+                stripped = Path(tmp) / service
+                if subprocess.run([strip, "-o", str(stripped), str(path)], capture_output=True).returncode == 0:
+                    entry["stripped_bytes"] = stripped.stat().st_size
         out[service] = entry
     return out
 
