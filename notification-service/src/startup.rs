@@ -9,7 +9,7 @@ use actix_web::web;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
-use service_kit::database::Connections;
+use service_kit::database::{Connections, WriteLoad};
 use service_kit::http::{Envelope, Ops, ReadinessChecks};
 use service_kit::metrics::{HttpMetrics, Registry};
 use utoipa::OpenApi;
@@ -55,7 +55,12 @@ pub async fn event_handler(
 
 /// Connects to the database and applies pending migrations.
 pub async fn database(settings: &Settings) -> anyhow::Result<Connections> {
-    service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX).await
+    service_kit::database::connect_and_migrate::<Migrator>(
+        &settings.database,
+        ENV_PREFIX,
+        WriteLoad::Heavy,
+    )
+    .await
 }
 
 impl Application {

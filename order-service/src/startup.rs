@@ -9,7 +9,7 @@ use actix_web::web;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
-use service_kit::database::Connections;
+use service_kit::database::{Connections, WriteLoad};
 use service_kit::events::{Event, OutboxMetrics, OutboxRelay, OutboxSignal, UserDeleted};
 use service_kit::http::{Detail, Ops};
 use service_kit::metrics::{HttpMetrics, Registry};
@@ -33,9 +33,12 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let db =
-            service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX)
-                .await?;
+        let db = service_kit::database::connect_and_migrate::<Migrator>(
+            &settings.database,
+            ENV_PREFIX,
+            WriteLoad::Heavy,
+        )
+        .await?;
         let nats = service_kit::nats::connect(&settings.nats, ENV_PREFIX, SERVICE).await?;
         if settings.user_service.url.trim().is_empty() {
             anyhow::bail!("invalid configuration: {ENV_PREFIX}__USER_SERVICE__URL is empty");
@@ -137,6 +140,11 @@ impl Application {
 
 /// `order-service migrate`: applies pending migrations and exits.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX).await?;
+    service_kit::database::connect_and_migrate::<Migrator>(
+        &settings.database,
+        ENV_PREFIX,
+        WriteLoad::Heavy,
+    )
+    .await?;
     Ok(())
 }

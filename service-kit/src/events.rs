@@ -622,7 +622,7 @@ mod tests {
 
     async fn outbox_table(backend: Backend) -> DatabaseConnection {
         let settings = fresh_database(backend).await;
-        let db = crate::database::connect(&settings, "TEST")
+        let db = crate::database::connect(&settings, "TEST", crate::database::WriteLoad::Heavy)
             .await
             .expect("database")
             .write;

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use service_kit::CancellationToken;
 use service_kit::audit::AuditLog;
 use service_kit::auth::Verifier;
-use service_kit::database::Connections;
+use service_kit::database::{Connections, WriteLoad};
 use service_kit::events::{OutboxMetrics, OutboxRelay, OutboxSignal};
 use service_kit::http::{Envelope, Ops};
 use service_kit::metrics::{HttpMetrics, Registry};
@@ -43,9 +43,12 @@ impl Application {
             );
         }
         crate::domain::set_hashing_threads(settings.auth.hashing_threads);
-        let db =
-            service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX)
-                .await?;
+        let db = service_kit::database::connect_and_migrate::<Migrator>(
+            &settings.database,
+            ENV_PREFIX,
+            WriteLoad::Light,
+        )
+        .await?;
         let nats = service_kit::nats::connect(&settings.nats, ENV_PREFIX, SERVICE).await?;
 
         let keys = match &settings.auth.signing_key_path {
@@ -172,6 +175,11 @@ impl Application {
 
 /// `user-service migrate`: applies pending migrations and exits.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    service_kit::database::connect_and_migrate::<Migrator>(&settings.database, ENV_PREFIX).await?;
+    service_kit::database::connect_and_migrate::<Migrator>(
+        &settings.database,
+        ENV_PREFIX,
+        WriteLoad::Light,
+    )
+    .await?;
     Ok(())
 }

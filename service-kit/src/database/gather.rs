@@ -347,7 +347,7 @@ mod tests {
     use sea_orm::ConnectionTrait;
     use sea_orm::entity::prelude::*;
 
-    use crate::database::{Connections, FindAllBy, FindById, connect};
+    use crate::database::{Connections, FindAllBy, FindById, WriteLoad, connect};
     use crate::testing::{Backend, fresh_database, lock_table};
 
     mod person {
@@ -389,9 +389,13 @@ mod tests {
 
     /// A fresh PostgreSQL database holding `n` people.
     async fn people(n: usize) -> (Connections, Vec<Uuid>) {
-        let db = connect(&fresh_database(Backend::Postgres).await, "TEST")
-            .await
-            .expect("connects");
+        let db = connect(
+            &fresh_database(Backend::Postgres).await,
+            "TEST",
+            WriteLoad::Heavy,
+        )
+        .await
+        .expect("connects");
         db.write
             .execute_unprepared("CREATE TABLE people (id UUID PRIMARY KEY, name TEXT NOT NULL)")
             .await

@@ -285,7 +285,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::database::{Connections, connect};
+    use crate::database::{Connections, WriteLoad, connect};
     use crate::testing::{Backend, fresh_database};
 
     mod row {
@@ -341,7 +341,9 @@ mod tests {
     /// A SQLite file holding rows 1 to 5 (written by sqlx), and reads of it on this thread.
     async fn database() -> (Connections, Inline) {
         let settings = fresh_database(Backend::Sqlite).await;
-        let db = connect(&settings, "TEST").await.expect("connects");
+        let db = connect(&settings, "TEST", WriteLoad::Heavy)
+            .await
+            .expect("connects");
         let schema = Schema::new(db.write.get_database_backend());
         db.write
             .execute(&schema.create_table_from_entity(row::Entity))

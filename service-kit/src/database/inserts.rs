@@ -478,7 +478,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::database::connect;
+    use crate::database::{WriteLoad, connect};
     use crate::http::is_unique_violation;
     use crate::settings::DatabaseSettings;
     use crate::testing::{Backend, fresh_database, lock_table};
@@ -539,7 +539,9 @@ mod tests {
     /// A database with the tables, and its settings.
     async fn database_at(backend: Backend) -> (Connections, DatabaseSettings) {
         let settings = fresh_database(backend).await;
-        let db = connect(&settings, "TEST").await.expect("connects");
+        let db = connect(&settings, "TEST", WriteLoad::Heavy)
+            .await
+            .expect("connects");
         db.write
             .execute_unprepared(match backend {
                 Backend::Postgres => {
@@ -570,7 +572,9 @@ mod tests {
         if db.write.get_database_backend() == DatabaseBackend::Postgres {
             return lock_table(&db.write, "kinds", held).await;
         }
-        let other = connect(settings, "TEST").await.expect("another connection");
+        let other = connect(settings, "TEST", WriteLoad::Heavy)
+            .await
+            .expect("another connection");
         let txn = begin_write(&other).await.expect("takes the lock");
         tokio::spawn(async move {
             tokio::time::sleep(held).await;

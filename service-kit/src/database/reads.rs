@@ -494,14 +494,17 @@ mod tests {
     use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
     use super::*;
-    use crate::database::connect;
+    use crate::database::{WriteLoad, connect};
     use crate::testing::{Backend, fresh_database};
 
     /// Reads on a fresh database whose pool has `pool` connections.
     async fn reads(backend: Backend, pool: u32) -> Reads {
         let mut settings = fresh_database(backend).await;
         settings.max_connections = pool;
-        connect(&settings, "TEST").await.expect("connects").read
+        connect(&settings, "TEST", WriteLoad::Heavy)
+            .await
+            .expect("connects")
+            .read
     }
 
     fn select(reads: &Reads, n: i64) -> Statement {
