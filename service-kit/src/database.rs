@@ -50,8 +50,9 @@ pub enum WriteLoad {
     Heavy,
     /// A row now and then, behind something slower (a registration behind its argon2 hash):
     /// the writer keeps a reader's 256 KiB and reads other pages back from the operating
-    /// system's cache. user-service's heap under argon2 load went from 5.7 to 3.8 MiB (`dist`,
-    /// when the larger cache had filled), its peak RSS from 45.1 to 43.4 MiB (`release`).
+    /// system's cache. user-service's peak RSS under argon2 load (`dist`, SQLite, 5,000 users,
+    /// one tree differing only in this, 2026-11-25) went from 42.9 / 42.8 / 42.3 MiB to 39.5 /
+    /// 39.5 / 39.4 MiB; the writer's thread used the same CPU (1.06 / 1.04 s in a pair).
     Light,
 }
 
@@ -195,7 +196,7 @@ async fn open(
 /// Page cache per SQLite connection, in KiB.
 const SQLITE_CACHE_KIB: u32 = 256;
 
-/// Page cache of the one SQLite connection that writes, in KiB.
+/// Page cache of the one SQLite connection that writes under [`WriteLoad::Heavy`], in KiB.
 const SQLITE_WRITER_CACHE_KIB: u32 = 2048;
 
 /// How long a SQLite statement waits for the write lock before failing with "database is
