@@ -33,12 +33,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let db = service_kit::database::connect_and_migrate::<Migrator>(
-            &settings.database,
-            ENV_PREFIX,
-            WriteLoad::Heavy,
-        )
-        .await?;
+        let db = database(&settings).await?;
         let nats = service_kit::nats::connect(&settings.nats, ENV_PREFIX, SERVICE).await?;
         if settings.user_service.url.trim().is_empty() {
             anyhow::bail!("invalid configuration: {ENV_PREFIX}__USER_SERVICE__URL is empty");
@@ -140,11 +135,17 @@ impl Application {
 
 /// `order-service migrate`: applies pending migrations and exits.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    database(settings).await?;
+    Ok(())
+}
+
+/// Connects to the database and applies pending migrations (`migrate` and start-up alike). The
+/// service writes an order's rows at the rate orders come: SQLite's writer keeps a large cache.
+async fn database(settings: &Settings) -> anyhow::Result<Connections> {
     service_kit::database::connect_and_migrate::<Migrator>(
         &settings.database,
         ENV_PREFIX,
         WriteLoad::Heavy,
     )
-    .await?;
-    Ok(())
+    .await
 }

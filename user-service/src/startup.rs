@@ -43,12 +43,7 @@ impl Application {
             );
         }
         crate::domain::set_hashing_threads(settings.auth.hashing_threads);
-        let db = service_kit::database::connect_and_migrate::<Migrator>(
-            &settings.database,
-            ENV_PREFIX,
-            WriteLoad::Light,
-        )
-        .await?;
+        let db = database(&settings).await?;
         let nats = service_kit::nats::connect(&settings.nats, ENV_PREFIX, SERVICE).await?;
 
         let keys = match &settings.auth.signing_key_path {
@@ -175,11 +170,17 @@ impl Application {
 
 /// `user-service migrate`: applies pending migrations and exits.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    database(settings).await?;
+    Ok(())
+}
+
+/// Connects to the database and applies pending migrations (`migrate` and start-up alike). The
+/// service writes a row or two behind each argon2 hash: SQLite's writer keeps a small cache.
+async fn database(settings: &Settings) -> anyhow::Result<Connections> {
     service_kit::database::connect_and_migrate::<Migrator>(
         &settings.database,
         ENV_PREFIX,
         WriteLoad::Light,
     )
-    .await?;
-    Ok(())
+    .await
 }
