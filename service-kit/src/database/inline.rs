@@ -23,9 +23,9 @@
 //! - it blocks its thread while it runs: fine for reads of a few rows (microseconds), not for
 //!   scans, which stay on sqlx (see `Reads::page`).
 //!
-//! The connections are opened read-only (`SQLITE_OPEN_READ_ONLY`; the sqlx readers are
-//! `query_only`), with the sqlx connections' page cache size and planner settings; each
-//! statement outside a transaction reads the latest commit. At most the read pool's size are
+//! The connections are opened `query_only`, as the sqlx readers are, with the sqlx
+//! connections' VFS, page cache size and planner settings; each statement outside a
+//! transaction reads the latest commit. At most the read pool's size are
 //! kept idle between reads.
 
 use std::sync::Mutex;
@@ -100,10 +100,14 @@ impl Inline {
 
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
         use rusqlite::OpenFlags;
-        let connection = rusqlite::Connection::open_with_flags(
+        let connection = rusqlite::Connection::open_with_flags_and_vfs(
             &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            super::SQLITE_VFS,
         )?;
+        // Not `SQLITE_OPEN_READ_ONLY`: a read-only connection of `unix-excl` locks the file with
+        // `fcntl` on every read, as the default VFS does.
+        connection.pragma_update(None, "query_only", true)?;
         // Busy: the statement goes to sqlx, which waits on its own thread.
         connection.busy_timeout(std::time::Duration::ZERO)?;
         connection.pragma_update(None, "cache_size", -i64::from(super::SQLITE_CACHE_KIB))?;
@@ -443,6 +447,39 @@ mod tests {
         );
         let through_sqlx = db.read.all(float).await.expect("reads through sqlx");
         assert_eq!(through_sqlx, (3..=5).map(model).collect::<Vec<_>>());
+    }
+
+    /// Every connection, sqlx's and these, opens the file with `unix-excl`: the log's index is
+    /// in the process's memory, so no `-shm` file appears, whichever connection opens first.
+    #[tokio::test]
+    async fn every_connection_keeps_the_log_index_in_memory() {
+        let (db, inline) = database().await;
+        let shm = {
+            let mut name = inline.path.clone().into_os_string();
+            name.push("-shm");
+            std::path::PathBuf::from(name)
+        };
+        let by_id = statement(row::Entity::find_by_id(model(1).id));
+        let read = || {
+            inline
+                .rows::<row::Entity>(&by_id)
+                .expect("runs here")
+                .expect("reads")
+        };
+        assert_eq!(read(), [model(1)]);
+        let through_sqlx = row::Entity::find().all(db.read.pool()).await;
+        assert_eq!(through_sqlx.expect("reads through sqlx").len(), 5);
+        assert!(!shm.exists(), "the sqlx connections made {}", shm.display());
+
+        db.write.close().await.expect("closes");
+        db.read.pool().clone().close().await.expect("closes");
+        inline.idle.lock().expect("idle").clear();
+        assert_eq!(read(), [model(1)]);
+        assert!(
+            !shm.exists(),
+            "a reader opening first made {}",
+            shm.display()
+        );
     }
 
     /// A reader waits for nothing on this thread: with the file held by another process's
