@@ -84,8 +84,15 @@ pub fn init(service: &'static str, log: &LogSettings) -> anyhow::Result<Telemetr
     // Without the layer's extras: a request's span would otherwise also carry its busy and idle
     // times (a clock read and a lock on every poll of the request's future), the thread and the
     // source line, attributes no OpenTelemetry convention names and Jaeger shows as noise.
+    // Nor does entering a span make its context OpenTelemetry's current one: spans find their
+    // parent in tracing's own tree and `current_context_headers` asks the span, so nothing here
+    // reads `opentelemetry::Context::current()`, and the attach and detach on every poll of a
+    // request's future were 2 % of user-service's samples on PostgreSQL reads by id
+    // (callgrind: 160,363 → 153,710 instructions a read on PostgreSQL, 88,363 → 87,687 on
+    // SQLite, medians of 3 rounds of 2,000).
     let traces = tracing_opentelemetry::layer()
         .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_threads(false)
         .with_location(false)
         .with_tracer(tracer)
