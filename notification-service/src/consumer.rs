@@ -655,11 +655,18 @@ fn truncate(mut text: String, max_chars: usize) -> String {
     text
 }
 
-/// A handler that panicked left its message unacknowledged: the server redelivers it after the
-/// ack wait. Said here, since nothing else would.
+/// A handler that panicked, or was cancelled (its runtime dropped mid-event), left its message
+/// unacknowledged: the server redelivers it after the ack wait. Said here, since nothing else
+/// would; only a panic is an error.
 fn log_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done {
-        tracing::error!(error = %e, "handling an event panicked: it will be redelivered");
+    match done {
+        Err(e) if e.is_panic() => {
+            tracing::error!(error = %e, "handling an event panicked: it will be redelivered");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "handling an event was cancelled: it will be redelivered")
+        }
+        Ok(()) => {}
     }
 }
 
