@@ -138,9 +138,7 @@ pub async fn connect(
 
 /// Whether another process holds the SQLite file `file` (see [`SQLITE_VFS`]).
 fn held_elsewhere(file: &str) -> bool {
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let probe = rusqlite::Connection::open_with_flags_and_vfs(file, flags, SQLITE_VFS)
+    let probe = open_sqlite_file(std::path::Path::new(file))
         .and_then(|db| db.query_row("PRAGMA schema_version", [], |_| Ok(())));
     matches!(
         probe,
@@ -231,6 +229,15 @@ async fn open(
 /// opens it once the service has stopped.
 const SQLITE_VFS: &str = "unix-excl";
 
+/// A rusqlite connection to the SQLite file at `path`, read-write, through [`SQLITE_VFS`] as
+/// sqlx's are (a connection of another VFS, or a read-only one, would lock the file with
+/// `fcntl` on every transaction again).
+fn open_sqlite_file(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    rusqlite::Connection::open_with_flags_and_vfs(path, flags, SQLITE_VFS)
+}
+
 /// Page cache per SQLite connection, in KiB.
 const SQLITE_CACHE_KIB: u32 = 256;
 
@@ -306,9 +313,7 @@ impl WriteReleases {
         let started = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-                let done = rusqlite::Connection::open_with_flags_and_vfs(&path, flags, SQLITE_VFS)
+                let done = open_sqlite_file(&path)
                     .and_then(|db| db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())));
                 if let Err(e) = done {
                     // The next commit over the threshold tries again.

@@ -25,8 +25,8 @@
 //!
 //! The connections are opened `query_only`, as the sqlx readers are, with the sqlx
 //! connections' VFS, page cache size and planner settings; each statement outside a
-//! transaction reads the latest commit. At most the read pool's size are
-//! kept idle between reads.
+//! transaction reads the latest commit. At most the read pool's size are kept idle between
+//! reads.
 
 use std::sync::Mutex;
 
@@ -99,14 +99,7 @@ impl Inline {
     }
 
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
-        use rusqlite::OpenFlags;
-        let connection = rusqlite::Connection::open_with_flags_and_vfs(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            super::SQLITE_VFS,
-        )?;
-        // Not `SQLITE_OPEN_READ_ONLY`: a read-only connection of `unix-excl` locks the file with
-        // `fcntl` on every read, as the default VFS does.
+        let connection = super::open_sqlite_file(&self.path)?;
         connection.pragma_update(None, "query_only", true)?;
         // Busy: the statement goes to sqlx, which waits on its own thread.
         connection.busy_timeout(std::time::Duration::ZERO)?;
