@@ -62,6 +62,10 @@ N_TOKEN_USERS = env_int("BENCH_TOKEN_USERS", 16 if SMOKE else 256)
 N_ORDERS = env_int("BENCH_ORDERS", 200 if SMOKE else 5000)
 PIPELINE_S = env_int("BENCH_PIPELINE_SECONDS", 3 if SMOKE else 30)
 PIPELINE_RATE = env_int("BENCH_PIPELINE_RATE", 200 if SMOKE else 2000)
+# One 30 s run's order→e-mail p99 ranged from 123 to 408 ms on the same binaries and machine
+# (2026-11-25): a single run cannot say where the target stands, so the pipeline runs like the
+# scenarios, several times, and the table gives the median and every run's figure.
+PIPELINE_RUNS = env_int("BENCH_PIPELINE_RUNS", 1 if SMOKE else 3)
 # The drain: orders created while notification-service is paused, then mailed as fast as it can.
 DRAIN_ORDERS_S = env_int("BENCH_DRAIN_SECONDS", 2 if SMOKE else 10)
 DRAIN_RATE = env_int("BENCH_DRAIN_RATE", 200 if SMOKE else 1500)
@@ -666,10 +670,47 @@ class Run:
         return record
 
     def pipeline(self):
+        """PIPELINE_RUNS runs of the pipeline, the mail of each drained before the next; its
+        figures are the runs' medians, every run's kept beside them."""
         key = "pipeline"
-        record = self.orders_to_mail(key)
-        if record is None:
+        if self.orders_to_mail(key) is None:
             return
+        runs = []
+        for i in range(PIPELINE_RUNS):
+            if i:
+                self.wait_quiet(f"before pipeline run {i + 1}", 180 if not SMOKE else 30)
+            record = self.work / f"{key}-{i}"
+            record.mkdir(exist_ok=True)
+            runs.append(self.pipeline_run(key, record, f"pipeline run {i + 1}" if PIPELINE_RUNS > 1 else "pipeline"))
+        med = lambda k: statistics.median(r[k] for r in runs) if all(r[k] is not None for r in runs) else None
+        entry = {
+            "label": f"pipeline: orders → e-mail ({PIPELINE_S} s, target rate {PIPELINE_RATE}/s,"
+                     f" {len(runs)} run{'s' if len(runs) > 1 else ''})",
+            "target_rate": PIPELINE_RATE, "runs": runs,
+            **{k: med(k) for k in ("seconds", "orders_created", "orders_per_s", "emails_delivered",
+                                   "email_p50_ms", "email_p99_ms", "emails_per_s", "http_p99_ms",
+                                   "steal_pct")},
+            "email_max_ms": max((r["email_max_ms"] for r in runs if r["email_max_ms"] is not None),
+                                default=None),
+            # Every run, not the median, must keep the rate and deliver every mail.
+            "all_delivered": all(r["all_delivered"] for r in runs),
+            "every_run_kept_the_rate": all(r["orders_created"] >= PIPELINE_RATE * PIPELINE_S
+                                           and r["seconds"] >= PIPELINE_S - 0.5 for r in runs),
+            "errors": sum(r["errors"] for r in runs),
+            "statuses": {s: sum(r["statuses"].get(s, 0) for r in runs)
+                         for s in sorted({s for r in runs for s in r["statuses"]})},
+            "cpu_us_per_order": {k: statistics.median(r["cpu_us_per_order"][k] for r in runs)
+                                 if all(r["cpu_us_per_order"].get(k) is not None for r in runs) else None
+                                 for k in runs[0]["cpu_us_per_order"]},
+        }
+        self.result["pipeline"] = entry
+        if len(runs) > 1:
+            p99s = ", ".join(fmt_ms(r["email_p99_ms"]) for r in runs)
+            log(f"  {'pipeline, median of ' + str(len(runs)) + ' runs':<44} {entry['orders_per_s']:9.0f} orders/s"
+                f"  order→mail p50 {fmt_ms(entry['email_p50_ms'])} ms p99 {fmt_ms(entry['email_p99_ms'])} ms"
+                f" (runs: {p99s})")
+
+    def pipeline_run(self, key: str, record: Path, label: str) -> dict:
         sink_before = len(self.sink_lines())
         url = f"http://127.0.0.1:{self.ports['order-service']}"
         env = {"BENCH_DATA": self.data_file("pipeline", self.seed["users"]), "BENCH_RECORD": record,
@@ -703,14 +744,21 @@ class Run:
         finally:
             self.sampler.phase = None
         latencies = sorted(delivered[o] - created[o] for o in delivered)
+        # The worst second (orders by the second they were created in): whether the tail is
+        # spread over the run or comes from a few bursts.
+        by_second: dict[int, list[float]] = {}
+        start = min(created.values()) if created else 0
+        for o in delivered:
+            by_second.setdefault(int(created[o] - start), []).append(delivered[o] - created[o])
+        worst = max(((sec, statistics.median(v) * 1000) for sec, v in by_second.items()),
+                    key=lambda x: x[1], default=None)
         seconds = run["duration_us"] / 1e6
         pct = lambda p: latencies[min(len(latencies) - 1, int(round(p / 100 * (len(latencies) - 1))))] * 1000 \
             if latencies else None
         last_mail = max(delivered.values()) if delivered else None
         first_order = min(created.values()) if created else None
         entry = {
-            "label": f"pipeline: orders → e-mail ({PIPELINE_S} s, target rate {PIPELINE_RATE}/s)",
-            "target_rate": PIPELINE_RATE, "seconds": seconds, "orders_created": len(created),
+            "seconds": seconds, "orders_created": len(created),
             "orders_per_s": len(created) / seconds if seconds else 0, "statuses": statuses,
             "errors": run["errors"], "emails_delivered": len(delivered),
             "all_delivered": len(delivered) == len(created) and len(created) > 0,
@@ -720,12 +768,14 @@ class Run:
             # What one order cost each process from its request to its mail (the wait for the
             # last mail polls every 0.25 s, so idle time adds a little).
             "cpu_us_per_order": {k: v * 1e6 / len(delivered) if delivered else None for k, v in cpu.items()},
+            "worst_second": {"second": worst[0], "email_p50_ms": worst[1]} if worst else None,
         }
-        self.result["pipeline"] = entry
         p50 = f"{entry['email_p50_ms']:.0f}" if latencies else "-"
         p99 = f"{entry['email_p99_ms']:.0f}" if latencies else "-"
-        log(f"  {'pipeline':<44} {entry['orders_per_s']:9.0f} orders/s  mails {len(delivered)}/{len(created)}"
-            f"  order→mail p50 {p50} ms p99 {p99} ms  errors {run['errors']}")
+        log(f"  {label:<44} {entry['orders_per_s']:9.0f} orders/s  mails {len(delivered)}/{len(created)}"
+            f"  order→mail p50 {p50} ms p99 {p99} ms  errors {run['errors']}"
+            + (f"  (worst second: #{worst[0]}, p50 {worst[1]:.0f} ms)" if worst else ""))
+        return entry
 
     def drain(self):
         """The consumer's capacity alone: orders are created while notification-service is
@@ -900,6 +950,9 @@ def start_postgres(procs: Processes, work: Path) -> int:
     proc = procs.start("postgres", [str(bindir / "postgres"), "-D", str(data), "-p", str(port),
                                     "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock}",
                                     "-c", "max_connections=200",
+                                    # The database's background work (autovacuum, checkpoints),
+                                    # with its times, in logs/postgres.log beside the figures.
+                                    "-c", "log_autovacuum_min_duration=0", "-c", "log_checkpoints=on",
                                     # BENCH_PROFILE also reports PostgreSQL's statements.
                                     *(["-c", "shared_preload_libraries=pg_stat_statements"] if PROFILE else [])],
                        log_file=RESULTS / "logs" / "postgres.log", **kwargs)
@@ -1008,14 +1061,18 @@ def targets(report: dict) -> list[dict]:
             # wrk offers orders paced at the rate from its start, and its run lasts a little
             # longer than asked (30.03-30.10 s): a service that keeps up creates every order
             # offered in the 30 s, and more, while created / wrk's duration stays just under
-            # the rate. So the count decides: at least 2,000 for each of 30 seconds.
+            # the rate. So the count decides: at least 2,000 for each of 30 seconds, in every run.
+            each = p.get("runs") or [p]
+            several = f" in each of {len(each)} runs" if len(each) > 1 else ""
             add(f"pipeline ≥ 2,000 orders/s for 30 s, every e-mail delivered ({backend})",
-                f"{p['orders_created']:,} orders in {p['seconds']:.2f} s ({p['orders_per_s']:,.0f}/s), "
-                f"{p['emails_delivered']:,}/{p['orders_created']:,} mails",
-                p["orders_created"] >= 2000 * 30 and p["seconds"] >= 29.5 and p["all_delivered"]
-                and p["errors"] == 0)
+                f"{min(r['orders_created'] for r in each):,}+ orders in {p['seconds']:.2f} s"
+                f" ({p['orders_per_s']:,.0f}/s), every mail{several}" if p["all_delivered"] else
+                f"{p['orders_created']:,} orders, {p['emails_delivered']:,} mails (median of runs)",
+                all(r["orders_created"] >= 2000 * 30 and r["seconds"] >= 29.5 and r["all_delivered"]
+                    and r["errors"] == 0 for r in each))
             p99 = p["email_p99_ms"]
-            add(f"pipeline order→e-mail p99 ≤ 250 ms ({backend})", f"{fmt_ms(p99)} ms",
+            runs_p99 = f" (median; runs {', '.join(fmt_ms(r['email_p99_ms']) for r in each)})" if len(each) > 1 else ""
+            add(f"pipeline order→e-mail p99 ≤ 250 ms ({backend})", f"{fmt_ms(p99)} ms{runs_p99}",
                 p99 is not None and p99 <= 250)
         for service, rss in run.get("rss_load", {}).items():
             if rss is not None:
@@ -1078,9 +1135,14 @@ def markdown(report: dict) -> str:
     for b in backends:
         p = runs[b].get("pipeline")
         if p:
-            lines.append(f"| {b} | {p['orders_per_s']:,.0f} | {p['orders_created']} | {p['emails_delivered']} |"
-                         f" {fmt_ms(p['email_p50_ms'])} | {fmt_ms(p['email_p99_ms'])} | {fmt_ms(p['email_max_ms'])} |"
-                         f" {fmt_ms(p['http_p99_ms'])} | {p['errors']} | {p.get('steal_pct') or 0:.0f} % |")
+            each = p.get("runs") or [p]
+            rows = [(f"{b}, run {i + 1}", r) for i, r in enumerate(each)] if len(each) > 1 else []
+            rows.append((f"{b}, median of {len(each)}" if len(each) > 1 else b, p))
+            for name, r in rows:
+                lines.append(f"| {name} | {r['orders_per_s']:,.0f} | {r['orders_created']:.0f} |"
+                             f" {r['emails_delivered']:.0f} | {fmt_ms(r['email_p50_ms'])} | {fmt_ms(r['email_p99_ms'])} |"
+                             f" {fmt_ms(r['email_max_ms'])} | {fmt_ms(r['http_p99_ms'])} | {r['errors']} |"
+                             f" {r.get('steal_pct') or 0:.0f} % |")
         else:
             lines.append(f"| {b} | skipped: {runs[b]['skipped'].get('pipeline', 'n/a')} | | | | | | | | |")
     for b in backends:

@@ -10,6 +10,7 @@
 #
 # Other knobs (environment): BENCH_RUNS, BENCH_DURATION_SECONDS, BENCH_WARMUP_SECONDS,
 # BENCH_USERS, BENCH_TOKEN_USERS, BENCH_ORDERS, BENCH_PIPELINE_SECONDS, BENCH_PIPELINE_RATE,
+# BENCH_PIPELINE_RUNS (runs of the pipeline, median reported; 3, in smoke mode 1),
 # BENCH_DRAIN_SECONDS, BENCH_DRAIN_RATE (the drain: orders created while notification-service is stopped),
 # BENCH_THREADS, BENCH_CONNECTIONS, BENCH_NAME (result file name), BENCH_CARGO_PROFILE (`dist`,
 # the default of a full run: the binaries the images ship, thin LTO and one codegen unit, no
