@@ -758,6 +758,8 @@ class Run:
         last_mail = max(delivered.values()) if delivered else None
         first_order = min(created.values()) if created else None
         entry = {
+            # When it ran, to read beside the database's log (autovacuum, checkpoints).
+            "started": time.strftime("%H:%M:%S", time.gmtime(first_order)) if created else None,
             "seconds": seconds, "orders_created": len(created),
             "orders_per_s": len(created) / seconds if seconds else 0, "statuses": statuses,
             "errors": run["errors"], "emails_delivered": len(delivered),
@@ -774,7 +776,7 @@ class Run:
         p99 = f"{entry['email_p99_ms']:.0f}" if latencies else "-"
         log(f"  {label:<44} {entry['orders_per_s']:9.0f} orders/s  mails {len(delivered)}/{len(created)}"
             f"  order→mail p50 {p50} ms p99 {p99} ms  errors {run['errors']}"
-            + (f"  (worst second: #{worst[0]}, p50 {worst[1]:.0f} ms)" if worst else ""))
+            + (f"  (from {entry['started']} UTC; worst second: #{worst[0]}, p50 {worst[1]:.0f} ms)" if worst else ""))
         return entry
 
     def drain(self):
