@@ -692,10 +692,8 @@ class Run:
                                    "steal_pct")},
             "email_max_ms": max((r["email_max_ms"] for r in runs if r["email_max_ms"] is not None),
                                 default=None),
-            # Every run, not the median, must keep the rate and deliver every mail.
+            # Every run, not the median, must deliver every mail (and, in `targets`, keep the rate).
             "all_delivered": all(r["all_delivered"] for r in runs),
-            "every_run_kept_the_rate": all(r["orders_created"] >= PIPELINE_RATE * PIPELINE_S
-                                           and r["seconds"] >= PIPELINE_S - 0.5 for r in runs),
             "errors": sum(r["errors"] for r in runs),
             "statuses": {s: sum(r["statuses"].get(s, 0) for r in runs)
                          for s in sorted({s for r in runs for s in r["statuses"]})},
@@ -1065,11 +1063,9 @@ def targets(report: dict) -> list[dict]:
             # offered in the 30 s, and more, while created / wrk's duration stays just under
             # the rate. So the count decides: at least 2,000 for each of 30 seconds, in every run.
             each = p.get("runs") or [p]
-            several = f" in each of {len(each)} runs" if len(each) > 1 else ""
             add(f"pipeline ≥ 2,000 orders/s for 30 s, every e-mail delivered ({backend})",
-                f"{min(r['orders_created'] for r in each):,}+ orders in {p['seconds']:.2f} s"
-                f" ({p['orders_per_s']:,.0f}/s), every mail{several}" if p["all_delivered"] else
-                f"{p['orders_created']:,} orders, {p['emails_delivered']:,} mails (median of runs)",
+                " / ".join(f"{r['orders_created']:,} orders in {r['seconds']:.2f} s, "
+                           f"{r['emails_delivered']:,} mails" for r in each),
                 all(r["orders_created"] >= 2000 * 30 and r["seconds"] >= 29.5 and r["all_delivered"]
                     and r["errors"] == 0 for r in each))
             p99 = p["email_p99_ms"]
