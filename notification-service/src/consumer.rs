@@ -23,7 +23,10 @@ use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use service_kit::CancellationToken;
@@ -238,14 +241,24 @@ impl EventHandler {
             error: Set(reason.to_owned()),
             created_at: Set(Utc::now()),
         };
+        // One transaction: a reader sees the dead letter and the notification marked `failed`
+        // together, or neither (two statements let a reader see the letter beside a row still
+        // `pending`, which a test met).
         let parked = async {
+            let txn = self
+                .db
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await?;
             let inserted = dead_letter::Entity::insert(row)
                 .on_conflict(
                     OnConflict::column(dead_letter::Column::StreamSequence)
                         .do_nothing()
                         .to_owned(),
                 )
-                .exec_without_returning(&self.db)
+                .exec_without_returning(&txn)
                 .await?;
             if let Some(event_id) = event_id {
                 notification::Entity::update_many()
@@ -259,9 +272,10 @@ impl EventHandler {
                     )
                     .filter(notification::Column::EventId.eq(event_id))
                     .filter(notification::Column::Status.eq(Status::Pending.as_str()))
-                    .exec(&self.db)
+                    .exec(&txn)
                     .await?;
             }
+            txn.commit().await?;
             Ok::<_, DbErr>(inserted)
         }
         .await;
