@@ -673,13 +673,14 @@ class Run:
         """PIPELINE_RUNS runs of the pipeline, the mail of each drained before the next; its
         figures are the runs' medians, every run's kept beside them."""
         key = "pipeline"
-        if self.orders_to_mail(key) is None:
+        base = self.orders_to_mail(key)
+        if base is None:
             return
         runs = []
         for i in range(PIPELINE_RUNS):
             if i:
                 self.wait_quiet(f"before pipeline run {i + 1}", 180 if not SMOKE else 30)
-            record = self.work / f"{key}-{i}"
+            record = base / f"run-{i + 1}"
             record.mkdir(exist_ok=True)
             runs.append(self.pipeline_run(key, record, f"pipeline run {i + 1}" if PIPELINE_RUNS > 1 else "pipeline"))
         med = lambda k: statistics.median(r[k] for r in runs) if all(r[k] is not None for r in runs) else None

@@ -23,13 +23,11 @@ use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use service_kit::CancellationToken;
+use service_kit::database::begin_write_on;
 use service_kit::events::{
     CloudEvent, Event, OrderCreated, OrderStatusChanged, STREAM_SUBJECTS, UserDeleted,
     UserRegistered, UserUpdated, ensure_stream,
@@ -245,13 +243,7 @@ impl EventHandler {
         // together, or neither (two statements let a reader see the letter beside a row still
         // `pending`, which a test met).
         let parked = async {
-            let txn = self
-                .db
-                .begin_with_options(TransactionOptions {
-                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                    ..Default::default()
-                })
-                .await?;
+            let txn = begin_write_on(&self.db).await?;
             let inserted = dead_letter::Entity::insert(row)
                 .on_conflict(
                     OnConflict::column(dead_letter::Column::StreamSequence)

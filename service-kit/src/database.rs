@@ -475,13 +475,20 @@ pub async fn connect_and_migrate<M: sea_orm_migration::MigratorTrait>(
 /// writes (it fails at once with "database is locked", code 517, if another connection committed
 /// in between), while `BEGIN IMMEDIATE` queues for the lock. PostgreSQL ignores the mode.
 pub async fn begin_write(db: &Connections) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    begin_write_on(&db.write).await
+}
+
+/// [`begin_write`] on a connection that writes, for code handed only that connection (such as
+/// notification-service's consumer).
+pub async fn begin_write_on(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
     use sea_orm::TransactionTrait;
-    db.write
-        .begin_with_options(sea_orm::TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }
 
 /// `E::find_by_id(id).one(db)` without building and rendering the query on every call.
@@ -632,7 +639,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+    use sea_orm::{ConnectionTrait, DatabaseConnection};
 
     use super::*;
 
@@ -673,12 +680,7 @@ mod tests {
     }
 
     async fn write(db: &DatabaseConnection, bytes: usize) -> Result<(), sea_orm::DbErr> {
-        let txn = db
-            .begin_with_options(sea_orm::TransactionOptions {
-                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-                ..Default::default()
-            })
-            .await?;
+        let txn = begin_write_on(db).await?;
         txn.execute_unprepared(&format!(
             "INSERT INTO t (body) VALUES (randomblob({bytes}))"
         ))
