@@ -54,6 +54,17 @@ def env_int(name: str, default: int) -> int:
 SMOKE = os.environ.get("BENCH_SMOKE", "0") not in ("", "0", "false", "no")
 THREADS = env_int("BENCH_THREADS", 2)
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 64)
+# The generator shares the services' cores. As an ordinary task, each wake-up of a wrk thread
+# (every answer it receives) preempted the service's HTTP worker that had just written it:
+# 30,000-40,000 involuntary context switches a second in user-service under reads by id, a
+# quarter of its CPU samples in switching, and a read at 20 µs of CPU instead of 15
+# (2026-11-25, Intel Xeon, 2 cores). A generator on cores of its own, as in any deployment,
+# preempts nothing. SCHED_BATCH is the nearest on shared cores: wrk gets its fair share of the
+# CPU, but its wake-ups do not preempt the running task. The ceiling runs under the same
+# policy. BENCH_GENERATOR_POLICY=normal: as an ordinary task (the figures before 2026-11-25).
+GENERATOR_POLICY = os.environ.get("BENCH_GENERATOR_POLICY", "batch")
+if GENERATOR_POLICY not in ("batch", "normal"):
+    raise SystemExit(f"BENCH_GENERATOR_POLICY must be batch or normal, not {GENERATOR_POLICY!r}")
 WARMUP_S = env_int("BENCH_WARMUP_SECONDS", 1 if SMOKE else 2)
 RUN_S = env_int("BENCH_DURATION_SECONDS", 1 if SMOKE else 5)
 RUNS = env_int("BENCH_RUNS", 1 if SMOKE else 3)
@@ -282,6 +293,17 @@ def cpu_used(processes: dict[str, int]):
         used.update({name: tree_cpu_s(pid) - before[name] for name, pid in processes.items()})
 
 
+def generator_policy() -> None:
+    """In the generator's child before exec: SCHED_BATCH unless BENCH_GENERATOR_POLICY=normal
+    (Linux; elsewhere the generator stays an ordinary task, and the results say so)."""
+    if GENERATOR_POLICY == "batch" and hasattr(os, "sched_setscheduler"):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
+def generator_policy_in_effect() -> str:
+    return "batch" if GENERATOR_POLICY == "batch" and hasattr(os, "sched_setscheduler") else "normal"
+
+
 def wrk(url: str, script: str, seconds: int, extra_env: dict) -> dict:
     env = dict(os.environ)
     env.update({
@@ -295,7 +317,8 @@ def wrk(url: str, script: str, seconds: int, extra_env: dict) -> dict:
     argv = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
             "-s", str(WRK_DIR / script), url]
     ticks_before = cpu_ticks()
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60,
+                         preexec_fn=generator_policy)
     ticks_after = cpu_ticks()
     for line in out.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
@@ -1089,6 +1112,8 @@ def markdown(report: dict) -> str:
     backends = list(runs)
     m = report["machine"]
     s = report["settings"]
+    policy = ("SCHED_BATCH: its wake-ups do not preempt the services" if s.get("generator_policy") == "batch"
+              else "an ordinary task: its wake-ups preempt the services")
     lines = [
         f"# Benchmark results ({'smoke' if s['smoke'] else 'full run'}, {report['finished']})",
         "",
@@ -1097,7 +1122,7 @@ def markdown(report: dict) -> str:
         f" Binaries: cargo profile `{s.get('cargo_profile', 'release')}`"
         f" ({'thin LTO, one codegen unit: what the images ship' if s.get('cargo_profile') == 'dist' else 'as `cargo build --release`'}).",
         f"Generator: wrk, {s['threads']} threads, {s['connections']} connections, loopback, on the same cores as"
-        f" the services; {s['warmup_s']} s warm-up, then the median of {s['runs']} runs of {s['run_s']} s."
+        f" the services ({policy}); {s['warmup_s']} s warm-up, then the median of {s['runs']} runs of {s['run_s']} s."
         f" Data: {s['users']} users ({s['token_users']} with a password and token), {s['orders']} orders.",
         "Ratios are to the ceiling (a bare actix-web handler returning constant JSON) measured in the same run.",
         "",
@@ -1200,6 +1225,7 @@ def main() -> int:
                      "run_s": RUN_S, "runs": RUNS, "users": N_USERS, "token_users": N_TOKEN_USERS,
                      "orders": N_ORDERS, "pipeline_s": PIPELINE_S, "pipeline_rate": PIPELINE_RATE,
                      "startup_samples": STARTUP_SAMPLES, "seed": SEED,
+                     "generator_policy": generator_policy_in_effect(),
                      "cargo_profile": os.environ.get("BENCH_CARGO_PROFILE", "release")},
         "machine": machine(), "binaries": binaries(), "backends": {},
     }

@@ -12,7 +12,9 @@
 # BENCH_USERS, BENCH_TOKEN_USERS, BENCH_ORDERS, BENCH_PIPELINE_SECONDS, BENCH_PIPELINE_RATE,
 # BENCH_PIPELINE_RUNS (runs of the pipeline, median reported; 3, in smoke mode 1),
 # BENCH_DRAIN_SECONDS, BENCH_DRAIN_RATE (the drain: orders created while notification-service is stopped),
-# BENCH_THREADS, BENCH_CONNECTIONS, BENCH_NAME (result file name), BENCH_CARGO_PROFILE (`dist`,
+# BENCH_THREADS, BENCH_CONNECTIONS, BENCH_GENERATOR_POLICY (batch: wrk as a SCHED_BATCH task, whose
+# wake-ups do not preempt the services on the shared cores; normal: an ordinary task),
+# BENCH_NAME (result file name), BENCH_CARGO_PROFILE (`dist`,
 # the default of a full run: the binaries the images ship, thin LTO and one codegen unit, no
 # symbols; `release`, the default of the smoke mode and of BENCH_PROFILE: quicker to rebuild,
 # with symbols for perf), BENCH_SET_<SETTING> (a service setting for the run, e.g.
