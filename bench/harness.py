@@ -293,15 +293,14 @@ def cpu_used(processes: dict[str, int]):
         used.update({name: tree_cpu_s(pid) - before[name] for name, pid in processes.items()})
 
 
-def generator_policy() -> None:
-    """In the generator's child before exec: SCHED_BATCH unless BENCH_GENERATOR_POLICY=normal
-    (Linux; elsewhere the generator stays an ordinary task, and the results say so)."""
-    if GENERATOR_POLICY == "batch" and hasattr(os, "sched_setscheduler"):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+# SCHED_BATCH is Linux's; elsewhere wrk stays an ordinary task, and the results say so. The
+# parameter is built here, before any fork: the child only makes the system call.
+BATCH_PARAM = os.sched_param(0) if GENERATOR_POLICY == "batch" and hasattr(os, "SCHED_BATCH") else None
 
 
-def generator_policy_in_effect() -> str:
-    return "batch" if GENERATOR_POLICY == "batch" and hasattr(os, "sched_setscheduler") else "normal"
+def batch_generator() -> None:
+    """In the generator's child, before exec."""
+    os.sched_setscheduler(0, os.SCHED_BATCH, BATCH_PARAM)
 
 
 def wrk(url: str, script: str, seconds: int, extra_env: dict) -> dict:
@@ -318,7 +317,7 @@ def wrk(url: str, script: str, seconds: int, extra_env: dict) -> dict:
             "-s", str(WRK_DIR / script), url]
     ticks_before = cpu_ticks()
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60,
-                         preexec_fn=generator_policy)
+                         preexec_fn=batch_generator if BATCH_PARAM else None)
     ticks_after = cpu_ticks()
     for line in out.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
@@ -1225,7 +1224,7 @@ def main() -> int:
                      "run_s": RUN_S, "runs": RUNS, "users": N_USERS, "token_users": N_TOKEN_USERS,
                      "orders": N_ORDERS, "pipeline_s": PIPELINE_S, "pipeline_rate": PIPELINE_RATE,
                      "startup_samples": STARTUP_SAMPLES, "seed": SEED,
-                     "generator_policy": generator_policy_in_effect(),
+                     "generator_policy": "batch" if BATCH_PARAM else "normal",
                      "cargo_profile": os.environ.get("BENCH_CARGO_PROFILE", "release")},
         "machine": machine(), "binaries": binaries(), "backends": {},
     }
