@@ -54,17 +54,14 @@ def env_int(name: str, default: int) -> int:
 SMOKE = os.environ.get("BENCH_SMOKE", "0") not in ("", "0", "false", "no")
 THREADS = env_int("BENCH_THREADS", 2)
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 64)
-# The generator shares the services' cores. As an ordinary task, each wake-up of a wrk thread
-# (every answer it receives) preempted the service's HTTP worker that had just written it:
-# 30,000-40,000 involuntary context switches a second in user-service under reads by id, a
-# quarter of its CPU samples in switching, and a read at 20 µs of CPU instead of 15
-# (2026-11-25, Intel Xeon, 2 cores). A generator on cores of its own, as in any deployment,
-# preempts nothing. SCHED_BATCH is the nearest on shared cores: wrk gets its fair share of the
-# CPU, but its wake-ups do not preempt the running task. The ceiling runs under the same
-# policy. BENCH_GENERATOR_POLICY=normal: as an ordinary task (the figures before 2026-11-25).
+# wrk shares the services' cores; as a SCHED_BATCH task its wake-ups do not preempt them (why,
+# and what it measured: bench/README.md). SCHED_BATCH is Linux's: elsewhere wrk stays an
+# ordinary task, and the results say so. The parameter is built here, before any fork: the
+# generator's child only makes the system call.
 GENERATOR_POLICY = os.environ.get("BENCH_GENERATOR_POLICY", "batch")
 if GENERATOR_POLICY not in ("batch", "normal"):
     raise SystemExit(f"BENCH_GENERATOR_POLICY must be batch or normal, not {GENERATOR_POLICY!r}")
+BATCH_PARAM = os.sched_param(0) if GENERATOR_POLICY == "batch" and hasattr(os, "SCHED_BATCH") else None
 WARMUP_S = env_int("BENCH_WARMUP_SECONDS", 1 if SMOKE else 2)
 RUN_S = env_int("BENCH_DURATION_SECONDS", 1 if SMOKE else 5)
 RUNS = env_int("BENCH_RUNS", 1 if SMOKE else 3)
@@ -291,11 +288,6 @@ def cpu_used(processes: dict[str, int]):
         yield used
     finally:
         used.update({name: tree_cpu_s(pid) - before[name] for name, pid in processes.items()})
-
-
-# SCHED_BATCH is Linux's; elsewhere wrk stays an ordinary task, and the results say so. The
-# parameter is built here, before any fork: the child only makes the system call.
-BATCH_PARAM = os.sched_param(0) if GENERATOR_POLICY == "batch" and hasattr(os, "SCHED_BATCH") else None
 
 
 def batch_generator() -> None:
